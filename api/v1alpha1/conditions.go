@@ -1,0 +1,46 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady: UserSync, every record of the current generation is
+	// Synced; provider, credentials resolved and the last call authenticated.
+	ConditionReady = "Ready"
+	// ConditionProgressing: writes of the UserSync are pending.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded: records failed, or a provider cannot be used.
+	ConditionDegraded = "Degraded"
+	// ConditionSuspended: spec.suspend holds every write back.
+	ConditionSuspended = "Suspended"
+	// ConditionRateLimited: the vendor answered 429 in the provider's last loop.
+	ConditionRateLimited = "RateLimited"
+)
+
+// Condition and record reasons.
+const (
+	ReasonSynced             = "Synced"
+	ReasonPending            = "Pending"
+	ReasonFailed             = "Failed"
+	ReasonSuspended          = "Suspended"
+	ReasonNotSuspended       = "NotSuspended"
+	ReasonConflict           = "Conflict"
+	ReasonProviderNotFound   = "ProviderNotFound"
+	ReasonNotPermitted       = "NotPermitted"
+	ReasonProviderNotReady   = "ProviderNotReady"
+	ReasonProvidersHealthy   = "ProvidersHealthy"
+	ReasonDeleting           = "Deleting"
+	ReasonAuthenticated      = "Authenticated"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonSecretKeyNotFound  = "SecretKeyNotFound"
+	ReasonInvalidConfig      = "InvalidConfiguration"
+	ReasonUnsupportedType    = "UnsupportedType"
+	ReasonUnauthorized       = "Unauthorized"
+	ReasonForbidden          = "Forbidden"
+	ReasonVendorUnreachable  = "VendorUnreachable"
+	ReasonRateLimited        = "RateLimited"
+	ReasonNotRateLimited     = "NotRateLimited"
+	ReasonWaitingForProvider = "WaitingForProvider"
+)
+
+// Finalizer holds a UserSync until each provider has deleted (policy Delete)
+// or forgotten (policy Orphan) its users.
+const Finalizer = "users.usersync.io/finalizer"

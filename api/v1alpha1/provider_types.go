@@ -1,0 +1,231 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ProviderType names the vendor a provider writes to.
+// +kubebuilder:validation:Enum=HubSpot;Propel;UserCom
+type ProviderType string
+
+const (
+	ProviderHubSpot ProviderType = "HubSpot"
+	ProviderPropel  ProviderType = "Propel"
+	ProviderUserCom ProviderType = "UserCom"
+)
+
+// ProviderSpec is the spec shared by UserProvider and ClusterUserProvider.
+// +kubebuilder:validation:XValidation:rule="!has(self.endpoint) || url(self.endpoint).getScheme() == 'https' || (url(self.endpoint).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="endpoint must be an https:// URL; plain http:// is refused unless allowInsecureHTTP is true",fieldPath=".endpoint"
+// +kubebuilder:validation:XValidation:rule="!has(self.batchSize) || self.type != 'HubSpot' || self.batchSize <= 100",message="HubSpot takes at most 100 records per batch call",fieldPath=".batchSize"
+// +kubebuilder:validation:XValidation:rule="!has(self.hubspot) || self.type == 'HubSpot'",message="hubspot options are only allowed with type HubSpot",fieldPath=".hubspot"
+type ProviderSpec struct {
+	// type is the vendor: HubSpot, Propel or UserCom.
+	// +required
+	Type ProviderType `json:"type"`
+
+	// endpoint is the base URL of the vendor's API. Empty means the vendor's
+	// public URL (HubSpot: https://api.hubapi.com). Plain http:// is refused
+	// unless allowInsecureHTTP is true.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="endpoint must be an absolute URL such as https://api.example.com"
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// allowInsecureHTTP permits an http:// endpoint. Only for local emulators:
+	// the token would cross the network in clear text.
+	// +optional
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
+
+	// credentialsRef selects the Secret key that holds the API token.
+	// +required
+	CredentialsRef SecretKeyReference `json:"credentialsRef"`
+
+	// batchSize is the maximum number of records per bulk call. Defaults to
+	// the vendor's maximum (HubSpot: 100) and is capped at it.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	BatchSize *int32 `json:"batchSize,omitempty"`
+
+	// rateLimit is the request budget the operator keeps to for this
+	// provider. Defaults to the vendor's documented limit (HubSpot: 100
+	// requests per 10s).
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
+	// hubspot holds the HubSpot options.
+	// +optional
+	HubSpot *HubSpotOptions `json:"hubspot,omitempty"`
+}
+
+// SecretKeyReference selects one key of a Secret.
+type SecretKeyReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// key in the Secret's data that holds the token.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+
+	// namespace of the Secret. Required on a ClusterUserProvider, forbidden on
+	// a UserProvider (which reads Secrets of its own namespace only).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// RateLimit is a request budget: at most requests per period.
+type RateLimit struct {
+	// requests allowed per period.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Requests int32 `json:"requests"`
+
+	// period over which requests are counted, as a duration ("10s", "1m").
+	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('24h')",message="period must be between 1ms and 24h"
+	Period metav1.Duration `json:"period"`
+}
+
+// HubSpotOptions are the HubSpot-specific settings.
+type HubSpotOptions struct {
+	// idProperty names a HubSpot user property with unique values. When set,
+	// users are written with batch/upsert keyed on it, which is idempotent;
+	// otherwise new users are created with batch/create and found again by
+	// email after an uncertain write.
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_]+$`
+	IDProperty string `json:"idProperty,omitempty"`
+
+	// idValueFrom says which value of a user goes in idProperty: its Key
+	// (default; the property is also written with the key) or its Email.
+	// +optional
+	// +kubebuilder:validation:Enum=Key;Email
+	IDValueFrom string `json:"idValueFrom,omitempty"`
+}
+
+// ProviderStatus is the observed state of a UserProvider or ClusterUserProvider.
+type ProviderStatus struct {
+	// observedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (credentials resolved and the last vendor call
+	// authenticated) and RateLimited (the vendor slowed the last sync).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// userSyncs is the number of UserSyncs this provider serves.
+	// +optional
+	UserSyncs int32 `json:"userSyncs,omitempty"`
+
+	// users is the number of records this provider serves.
+	// +optional
+	Users int32 `json:"users,omitempty"`
+
+	// synced, pending and failed count the records by state.
+	// +optional
+	Synced int32 `json:"synced,omitempty"`
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+
+	// lastSyncTime is when the last sync loop of this provider ended.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+}
+
+// UserProvider is a vendor account that UserSyncs of its namespace write to.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=usersync,shortName=up
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="UserSyncs",type=integer,JSONPath=`.status.userSyncs`
+// +kubebuilder:printcolumn:name="Users",type=integer,JSONPath=`.status.users`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.credentialsRef.__namespace__)",message="spec.credentialsRef.namespace is not allowed on a UserProvider: it reads Secrets of its own namespace"
+type UserProvider struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says which vendor account to write to and how.
+	// +required
+	Spec ProviderSpec `json:"spec"`
+
+	// status is the observed state of the provider.
+	// +optional
+	Status ProviderStatus `json:"status,omitempty"`
+}
+
+// UserProviderList is a list of UserProviders.
+// +kubebuilder:object:root=true
+type UserProviderList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []UserProvider `json:"items"`
+}
+
+// ClusterUserProviderSpec is a ProviderSpec shared by the namespaces that
+// namespaceSelector selects.
+type ClusterUserProviderSpec struct {
+	ProviderSpec `json:",inline"`
+
+	// namespaceSelector selects the namespaces whose UserSyncs may use this
+	// provider. Absent means every namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+}
+
+// ClusterUserProvider is a vendor account shared by UserSyncs of the
+// namespaces its namespaceSelector selects.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,categories=usersync,shortName=cup
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="UserSyncs",type=integer,JSONPath=`.status.userSyncs`
+// +kubebuilder:printcolumn:name="Users",type=integer,JSONPath=`.status.users`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="has(self.spec.credentialsRef.__namespace__)",message="spec.credentialsRef.namespace is required on a ClusterUserProvider"
+type ClusterUserProvider struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec says which vendor account to write to, how, and for which namespaces.
+	// +required
+	Spec ClusterUserProviderSpec `json:"spec"`
+
+	// status is the observed state of the provider.
+	// +optional
+	Status ProviderStatus `json:"status,omitempty"`
+}
+
+// ClusterUserProviderList is a list of ClusterUserProviders.
+// +kubebuilder:object:root=true
+type ClusterUserProviderList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterUserProvider `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&UserProvider{}, &UserProviderList{}, &ClusterUserProvider{}, &ClusterUserProviderList{})
+}

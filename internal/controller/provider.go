@@ -1,0 +1,213 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// providerView is a UserProvider or a ClusterUserProvider seen the same way.
+type providerView struct {
+	key      providerKey
+	obj      client.Object
+	spec     *usersv1.ProviderSpec
+	status   *usersv1.ProviderStatus
+	selector *metav1.LabelSelector // ClusterUserProvider only
+	// secret is where the credentials live.
+	secret types.NamespacedName
+}
+
+// getProvider returns nil, nil when the provider does not exist.
+func (r *ProviderReconciler) getProvider(ctx context.Context, key providerKey) (*providerView, error) {
+	v := &providerView{key: key}
+	switch key.Kind {
+	case usersv1.KindClusterUserProvider:
+		p := &usersv1.ClusterUserProvider{}
+		if err := r.Get(ctx, types.NamespacedName{Name: key.Name}, p); err != nil {
+			return nil, client.IgnoreNotFound(err)
+		}
+		v.obj, v.spec, v.status, v.selector = p, &p.Spec.ProviderSpec, &p.Status, p.Spec.NamespaceSelector
+		v.secret = types.NamespacedName{Namespace: p.Spec.CredentialsRef.Namespace, Name: p.Spec.CredentialsRef.Name}
+	default:
+		p := &usersv1.UserProvider{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, p); err != nil {
+			return nil, client.IgnoreNotFound(err)
+		}
+		v.obj, v.spec, v.status = p, &p.Spec, &p.Status
+		v.secret = types.NamespacedName{Namespace: p.Namespace, Name: p.Spec.CredentialsRef.Name}
+	}
+	if !v.obj.GetDeletionTimestamp().IsZero() {
+		return nil, nil
+	}
+	return v, nil
+}
+
+// permits says whether a UserSync of namespace ns may use the provider, and
+// if not, why.
+func (r *ProviderReconciler) permits(ctx context.Context, p *providerView, ns string) (bool, string, error) {
+	if p.key.Kind == usersv1.KindUserProvider {
+		// The key is built from the UserSync's own namespace; a UserSync
+		// cannot name another namespace's UserProvider.
+		return p.key.Namespace == ns, "a UserSync may only use UserProviders of its own namespace", nil
+	}
+	if p.selector == nil {
+		return true, "", nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(p.selector)
+	if err != nil {
+		return false, fmt.Sprintf("ClusterUserProvider %s has an invalid namespaceSelector: %v", p.key.Name, err), nil
+	}
+	nsObj := &corev1.Namespace{}
+	if err := r.Get(ctx, types.NamespacedName{Name: ns}, nsObj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, "namespace " + ns + " not found", nil
+		}
+		return false, "", fmt.Errorf("getting namespace %s: %w", ns, err)
+	}
+	if !sel.Matches(labels.Set(nsObj.Labels)) {
+		return false, fmt.Sprintf("ClusterUserProvider %s does not admit namespace %s: its namespaceSelector does not match the namespace's labels", p.key.Name, ns), nil
+	}
+	return true, "", nil
+}
+
+// notReady explains why a provider cannot be written to now.
+type notReady struct {
+	Reason  string
+	Message string
+}
+
+func (n *notReady) Error() string { return n.Reason + ": " + n.Message }
+
+// clientCache keeps one vendor client per provider, rebuilt when the
+// provider's generation or its Secret changes, and one rate-limited transport
+// per provider, which outlives its clients.
+type clientCache struct {
+	mu      sync.Mutex
+	entries map[types.UID]*cachedClient
+}
+
+type cachedClient struct {
+	fingerprint string
+	client      providers.Client
+	transport   *limitedTransport
+	limit       string
+}
+
+// clientFor returns the provider's vendor client and its transport, or a
+// *notReady saying why there is none.
+func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (providers.Client, *limitedTransport, error) {
+	factory, ok := r.Registry.Get(string(p.spec.Type))
+	if !ok {
+		return nil, nil, &notReady{usersv1.ReasonUnsupportedType,
+			fmt.Sprintf("provider type %s is not supported by this operator (supported: %v)", p.spec.Type, r.Registry.Types())}
+	}
+	secret := &corev1.Secret{}
+	// Read through the API server, not a cache: the operator does not keep
+	// Secrets in memory, and watches only their metadata.
+	if err := r.APIReader.Get(ctx, p.secret, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, &notReady{usersv1.ReasonSecretNotFound, fmt.Sprintf("Secret %s not found", p.secret)}
+		}
+		if apierrors.IsForbidden(err) {
+			return nil, nil, &notReady{usersv1.ReasonSecretNotFound, fmt.Sprintf("the operator may not read Secret %s", p.secret)}
+		}
+		return nil, nil, fmt.Errorf("getting Secret %s: %w", p.secret, err)
+	}
+	token, ok := secret.Data[p.spec.CredentialsRef.Key]
+	if !ok || len(token) == 0 {
+		return nil, nil, &notReady{usersv1.ReasonSecretKeyNotFound,
+			fmt.Sprintf("Secret %s has no key %q, or it is empty", p.secret, p.spec.CredentialsRef.Key)}
+	}
+
+	requests, period := factory.DefaultRateLimit()
+	if rl := p.spec.RateLimit; rl != nil {
+		requests, period = int(rl.Requests), rl.Period.Duration
+	}
+	limit := fmt.Sprintf("%d/%s", requests, period)
+	fingerprint := strconv.FormatInt(p.obj.GetGeneration(), 10) + "/" + string(secret.UID) + "/" + secret.ResourceVersion
+
+	r.clients.mu.Lock()
+	defer r.clients.mu.Unlock()
+	if r.clients.entries == nil {
+		r.clients.entries = map[types.UID]*cachedClient{}
+	}
+	e := r.clients.entries[p.obj.GetUID()]
+	if e == nil {
+		e = &cachedClient{transport: newLimitedTransport(r.baseTransport(), requests, period), limit: limit}
+		r.clients.entries[p.obj.GetUID()] = e
+	}
+	if e.limit != limit {
+		e.transport.setLimit(requests, period)
+		e.limit = limit
+	}
+	if e.client != nil && e.fingerprint == fingerprint {
+		return e.client, e.transport, nil
+	}
+
+	creds := make(map[string][]byte, len(secret.Data)+1)
+	for k, v := range secret.Data {
+		creds[k] = v
+	}
+	creds["token"] = token
+	cfg := providers.Config{
+		Endpoint:    p.spec.Endpoint,
+		Credentials: creds,
+		Options:     vendorOptions(p.spec),
+		HTTPClient:  &http.Client{Transport: e.transport, Timeout: r.VendorTimeout},
+	}
+	if p.spec.BatchSize != nil {
+		cfg.BatchSize = int(*p.spec.BatchSize)
+	}
+	c, err := factory.New(cfg)
+	if err != nil {
+		if errors.Is(err, providers.ErrInvalidConfig) {
+			return nil, nil, &notReady{usersv1.ReasonInvalidConfig, err.Error()}
+		}
+		return nil, nil, fmt.Errorf("building %s client: %w", p.spec.Type, err)
+	}
+	e.client, e.fingerprint = c, fingerprint
+	return c, e.transport, nil
+}
+
+func (r *ProviderReconciler) baseTransport() http.RoundTripper {
+	if r.Transport != nil {
+		return r.Transport
+	}
+	return http.DefaultTransport.(*http.Transport).Clone()
+}
+
+// forget drops the cached client of a deleted provider.
+func (c *clientCache) forget(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, uid)
+}
+
+func vendorOptions(spec *usersv1.ProviderSpec) map[string]string {
+	opts := map[string]string{}
+	if h := spec.HubSpot; h != nil {
+		if h.IDProperty != "" {
+			opts["idProperty"] = h.IDProperty
+		}
+		if h.IDValueFrom != "" {
+			opts["idValueFrom"] = h.IDValueFrom
+		}
+	}
+	return opts
+}
+
+var _ = time.Second

@@ -1,0 +1,104 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// verify checks the credentials with one cheap call when the provider is not
+// yet known to be Ready for its generation and the loop writes nothing.
+func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
+	p := l.provider
+	if p == nil || l.vendor == nil || l.ready != nil {
+		return
+	}
+	c := meta.FindStatusCondition(p.status.Conditions, usersv1.ConditionReady)
+	if c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == p.obj.GetGeneration() {
+		return
+	}
+	err := l.vendor.Verify(ctx)
+	var ae *providers.AuthError
+	switch {
+	case errors.As(err, &ae):
+		l.ready = &notReady{Reason: ae.Reason, Message: ae.Error()}
+	case err != nil:
+		logf.FromContext(ctx).V(1).Info("verifying credentials failed", "error", err.Error())
+	}
+}
+
+// writeProviderStatus stores the provider's conditions and counters. It
+// writes only when they change, so an idle resync writes nothing.
+func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, outcomes []planner.Outcome, stats transportStats) error {
+	p := l.provider
+	if p == nil {
+		return nil
+	}
+	st := p.status.DeepCopy()
+	st.ObservedGeneration = p.obj.GetGeneration()
+	st.UserSyncs, st.Users, st.Synced, st.Pending, st.Failed = 0, 0, 0, 0, 0
+	for si, v := range l.syncs {
+		if v.refusedReason != "" {
+			continue
+		}
+		st.UserSyncs++
+		for _, rec := range outcomes[si].Records {
+			st.Users++
+			switch rec.State {
+			case planner.StateSynced:
+				st.Synced++
+			case planner.StateFailed:
+				st.Failed++
+			default:
+				st.Pending++
+			}
+		}
+	}
+	gen := p.obj.GetGeneration()
+	ready := metav1.Condition{Type: usersv1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen,
+		Reason: usersv1.ReasonAuthenticated, Message: "credentials resolved and the vendor accepted them"}
+	if l.ready != nil {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, l.ready.Reason, l.ready.Message
+	}
+	if prev := meta.FindStatusCondition(st.Conditions, usersv1.ConditionReady); l.ready != nil &&
+		(prev == nil || prev.Reason != l.ready.Reason) && r.Recorder != nil {
+		r.Recorder.Eventf(p.obj, nil, corev1.EventTypeWarning, l.ready.Reason, "Sync", "%s", l.ready.Message)
+	}
+	meta.SetStatusCondition(&st.Conditions, ready)
+
+	limited := metav1.Condition{Type: usersv1.ConditionRateLimited, Status: metav1.ConditionFalse, ObservedGeneration: gen,
+		Reason: usersv1.ReasonNotRateLimited, Message: "the vendor did not throttle the last sync"}
+	if stats.Throttled > 0 {
+		limited.Status, limited.Reason = metav1.ConditionTrue, usersv1.ReasonRateLimited
+		limited.Message = fmt.Sprintf("the vendor answered 429 to %d of %d requests in the last sync; the operator waited and retried",
+			stats.Throttled, stats.Requests)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(p.obj, nil, corev1.EventTypeWarning, usersv1.ReasonRateLimited, "Sync", "%s", limited.Message)
+		}
+	}
+	meta.SetStatusCondition(&st.Conditions, limited)
+
+	if equality.Semantic.DeepEqual(st, p.status) {
+		return nil
+	}
+	now := metav1.NewTime(r.Clock.Now())
+	st.LastSyncTime = &now
+	base := p.obj.DeepCopyObject().(client.Object)
+	*p.status = *st
+	if err := r.Status().Patch(ctx, p.obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("patching status of %s: %w", l.key.index(), err)
+	}
+	return nil
+}

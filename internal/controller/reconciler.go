@@ -1,0 +1,268 @@
+// Package controller holds the sync engine: one reconcile loop per provider
+// (UserProvider or ClusterUserProvider) that gathers every UserSync naming
+// it, plans the pending writes with internal/planner, sends them in the
+// vendor's bulk calls, and writes each record's result into the UserSyncs'
+// status.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// ProviderReconciler is the sync engine. Its reconcile key is a provider;
+// controller-runtime runs at most one loop per key at a time, so one provider
+// never sees concurrent writers from this operator.
+type ProviderReconciler struct {
+	client.Client
+	// APIReader reads Secrets (never cached) and re-reads UserSyncs after a
+	// status write conflict.
+	APIReader client.Reader
+	Registry  *providers.Registry
+	Recorder  recorder.EventRecorder
+	Clock     clock.Clock
+
+	// ResyncInterval is how often a provider is synced when nothing changes in
+	// the cluster: nothing watches the vendor side.
+	ResyncInterval time.Duration
+	// NotReadyRequeue is how soon a provider whose credentials fail is tried
+	// again (a Secret change retries at once).
+	NotReadyRequeue time.Duration
+	// Backoff is the per-record retry schedule after a transient failure.
+	Backoff planner.Backoff
+	// VendorTimeout bounds one vendor HTTP request.
+	VendorTimeout time.Duration
+	// LoopTimeout bounds the vendor calls of one loop; unfinished records
+	// stay Pending.
+	LoopTimeout time.Duration
+	// Transport is the base HTTP transport for vendor calls; nil means a
+	// clone of http.DefaultTransport.
+	Transport http.RoundTripper
+
+	clients clientCache
+}
+
+// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/finalizers,verbs=update
+// +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders;clusteruserproviders,verbs=get;list;watch
+// +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders/status;clusteruserproviders/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// loop is the state of one sync loop of one provider.
+type loop struct {
+	key      providerKey
+	provider *providerView
+	vendor   providers.Client
+	tr       *limitedTransport
+	ready    *notReady // why the provider cannot be written to; nil if it can
+	syncs    []*syncView
+	now      time.Time
+}
+
+// syncView is one UserSync as this loop sees it.
+type syncView struct {
+	obj *usersv1.UserSync
+	// listed: the spec names this provider.
+	listed bool
+	// refused: why this UserSync may not use the provider ("" if it may).
+	refusedReason, refusedMessage string
+	input                         planner.Sync
+}
+
+// Reconcile runs one sync loop of the provider named by req.
+func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest) (result reconcileResult, err error) {
+	l := &loop{key: keyFromRequest(req), now: r.Clock.Now().Truncate(time.Second)}
+	if l.provider, err = r.getProvider(ctx, l.key); err != nil {
+		return result, err
+	}
+	if err := r.gather(ctx, l); err != nil {
+		return result, err
+	}
+	if l.provider != nil {
+		l.vendor, l.tr, err = r.clientFor(ctx, l.provider)
+		var nr *notReady
+		switch {
+		case errors.As(err, &nr):
+			l.ready = nr
+		case err != nil:
+			return result, err
+		}
+	}
+	r.verify(ctx, l)
+	if err := r.ensureFinalizers(ctx, l); err != nil {
+		return result, err
+	}
+
+	in := r.plannerInput(l)
+	plan := planner.Compute(in)
+	if err := r.writeIntents(ctx, l, in, plan); err != nil {
+		return result, err
+	}
+	results, err := r.send(ctx, l, plan)
+	if err != nil {
+		// The vendor refused the credentials: nothing was learned, hold
+		// everything with the reason.
+		var ae *providers.AuthError
+		if !errors.As(err, &ae) {
+			return result, err
+		}
+		l.ready = &notReady{Reason: ae.Reason, Message: ae.Error()}
+		in = r.plannerInput(l)
+		plan = planner.Compute(in)
+		results = nil
+	}
+	outcomes := planner.Apply(in, plan, results)
+	var stats transportStats
+	if l.tr != nil {
+		stats = l.tr.take()
+	}
+	if err := r.writeSyncStatuses(ctx, l, in, plan, outcomes); err != nil {
+		return result, err
+	}
+	if err := r.writeProviderStatus(ctx, l, outcomes, stats); err != nil {
+		return result, err
+	}
+	return r.requeue(l, plan), nil
+}
+
+// gather lists the UserSyncs this provider serves and decides, for each,
+// whether it may use the provider.
+func (r *ProviderReconciler) gather(ctx context.Context, l *loop) error {
+	var list usersv1.UserSyncList
+	if err := r.List(ctx, &list, client.MatchingFields{indexSyncProvider: l.key.index()}); err != nil {
+		return fmt.Errorf("listing UserSyncs of %s: %w", l.key.index(), err)
+	}
+	for i := range list.Items {
+		us := &list.Items[i]
+		v := &syncView{obj: us}
+		for _, ref := range us.Spec.ProviderRefs {
+			if keyForRef(us.Namespace, ref) == l.key {
+				v.listed = true
+			}
+		}
+		switch {
+		case l.provider == nil:
+			v.refusedReason = usersv1.ReasonProviderNotFound
+			v.refusedMessage = notFoundMessage(l.key, us.Namespace)
+		default:
+			ok, why, err := r.permits(ctx, l.provider, us.Namespace)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				v.refusedReason, v.refusedMessage = usersv1.ReasonNotPermitted, why
+			}
+		}
+		l.syncs = append(l.syncs, v)
+	}
+	return nil
+}
+
+func notFoundMessage(k providerKey, ns string) string {
+	if k.Kind == usersv1.KindClusterUserProvider {
+		return fmt.Sprintf("ClusterUserProvider %q not found", k.Name)
+	}
+	return fmt.Sprintf("UserProvider %q not found in namespace %s (a UserSync can only use UserProviders of its own namespace, or ClusterUserProviders)", k.Name, ns)
+}
+
+// plannerInput builds the planner's view of every UserSync.
+func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
+	in := planner.Input{Now: l.now, Backoff: r.Backoff, Syncs: make([]planner.Sync, len(l.syncs))}
+	for i, v := range l.syncs {
+		us := v.obj
+		s := planner.Sync{
+			Name:    us.Namespace + "/" + us.Name,
+			Created: us.CreationTimestamp.Time,
+			Records: recordsOf(us, l.key.ref()),
+			Delete:  us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete,
+			Removed: !v.listed || !us.DeletionTimestamp.IsZero(),
+		}
+		switch {
+		case v.refusedReason != "":
+			if s.Removed {
+				// Nothing can be deleted through a provider that is gone or
+				// refuses this namespace: forget the records.
+				s.Delete = false
+			}
+			s.Hold = &planner.Hold{Reason: v.refusedReason, Message: v.refusedMessage}
+		case l.ready != nil:
+			s.Hold = &planner.Hold{Reason: usersv1.ReasonProviderNotReady, Message: l.ready.Message}
+		case us.Spec.Suspend:
+			s.Hold = &planner.Hold{Reason: usersv1.ReasonSuspended, Message: "spec.suspend is true"}
+		}
+		if !s.Removed {
+			s.Users = desiredUsers(us, l.vendor)
+		}
+		in.Syncs[i] = s
+	}
+	return in
+}
+
+// desiredUsers converts the spec's users, with their hashes and, when the
+// vendor client is known, their vendor identities.
+func desiredUsers(us *usersv1.UserSync, vendor providers.Client) []planner.Desired {
+	out := make([]planner.Desired, len(us.Spec.Users))
+	for i := range us.Spec.Users {
+		u := toProviderUser(&us.Spec.Users[i])
+		out[i] = planner.Desired{User: u, Hash: planner.Hash(u)}
+		if vendor != nil {
+			out[i].Identity = vendor.Identity(u)
+		}
+	}
+	return out
+}
+
+func toProviderUser(u *usersv1.User) providers.User {
+	pu := providers.User{Key: u.Key, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName}
+	if len(u.Attributes) > 0 {
+		pu.Attributes = make(map[string]any, len(u.Attributes))
+		for k, v := range u.Attributes {
+			if val, err := usersv1.ScalarOf(v); err == nil {
+				pu.Attributes[k] = val
+			}
+		}
+	}
+	return pu
+}
+
+// send applies the plan's changes under the loop timeout.
+func (r *ProviderReconciler) send(ctx context.Context, l *loop, plan planner.Plan) ([]providers.Result, error) {
+	if len(plan.Changes) == 0 || l.vendor == nil {
+		return nil, nil
+	}
+	if r.LoopTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.LoopTimeout)
+		defer cancel()
+	}
+	return l.vendor.Apply(ctx, plan.Changes)
+}
+
+// requeue schedules the next loop: the earliest record retry, a quick retry
+// for a provider that is not ready, else the resync interval.
+func (r *ProviderReconciler) requeue(l *loop, plan planner.Plan) reconcileResult {
+	after := r.ResyncInterval
+	if l.ready != nil && r.NotReadyRequeue < after {
+		after = r.NotReadyRequeue
+	}
+	if !plan.NextRetry.IsZero() {
+		if d := plan.NextRetry.Sub(l.now); d < after {
+			after = max(d, time.Second)
+		}
+	}
+	return reconcileResult{RequeueAfter: after}
+}

@@ -1,0 +1,108 @@
+package controller
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+)
+
+type (
+	reconcileRequest = reconcile.Request
+	reconcileResult  = reconcile.Result
+)
+
+// SetupWithManager registers the field indexes and the watches of the sync
+// engine: both provider kinds (the keys), the UserSyncs naming them, the
+// metadata of their Secrets, and Namespaces (for namespaceSelector).
+func (r *ProviderReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, workers int) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &usersv1.UserSync{}, indexSyncProvider, indexSyncProviders); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &usersv1.UserProvider{}, indexProviderSecret, indexProviderSecrets); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &usersv1.ClusterUserProvider{}, indexProviderSecret, indexProviderSecrets); err != nil {
+		return err
+	}
+	// Status writes of this engine must not wake it again: only spec,
+	// deletion and finalizer changes matter.
+	specOrDeletion := predicate.Or(predicate.GenerationChangedPredicate{}, deletionChanged())
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("provider-sync").
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Watches(&usersv1.UserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
+		Watches(&usersv1.ClusterUserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
+		Watches(&usersv1.UserSync{}, handler.EnqueueRequestsFromMapFunc(mapSyncToProviders), builder.WithPredicates(specOrDeletion)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.mapSecretToProviders)).
+		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespaceToProviders),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Complete(r)
+}
+
+func deletionChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero() ||
+			len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
+	}}
+}
+
+func mapSyncToProviders(_ context.Context, obj client.Object) []reconcile.Request {
+	us, ok := obj.(*usersv1.UserSync)
+	if !ok {
+		return nil
+	}
+	keys := providerKeysOf(us)
+	out := make([]reconcile.Request, len(keys))
+	for i, k := range keys {
+		out[i] = k.request()
+	}
+	return out
+}
+
+func (r *ProviderReconciler) mapSecretToProviders(ctx context.Context, obj client.Object) []reconcile.Request {
+	key := obj.GetNamespace() + "/" + obj.GetName()
+	var out []reconcile.Request
+	var ups usersv1.UserProviderList
+	if err := r.List(ctx, &ups, client.MatchingFields{indexProviderSecret: key}); err == nil {
+		for i := range ups.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ups.Items[i])})
+		}
+	}
+	var cups usersv1.ClusterUserProviderList
+	if err := r.List(ctx, &cups, client.MatchingFields{indexProviderSecret: key}); err == nil {
+		for i := range cups.Items {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&cups.Items[i])})
+		}
+	}
+	return out
+}
+
+// mapNamespaceToProviders wakes the ClusterUserProviders that select
+// namespaces by label when a namespace's labels change.
+func (r *ProviderReconciler) mapNamespaceToProviders(ctx context.Context, _ client.Object) []reconcile.Request {
+	var cups usersv1.ClusterUserProviderList
+	if err := r.List(ctx, &cups); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range cups.Items {
+		if cups.Items[i].Spec.NamespaceSelector != nil {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&cups.Items[i])})
+		}
+	}
+	return out
+}
+
+var _ = metav1.Now

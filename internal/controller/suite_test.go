@@ -1,0 +1,175 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+var (
+	testEnv   *envtest.Environment
+	cfg       *rest.Config
+	k8s       client.Client
+	ctx       context.Context
+	cancel    context.CancelFunc
+	fakes     = newFakeVendors()
+	testScheme = runtime.NewScheme()
+)
+
+func TestController(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controller Suite")
+}
+
+// assetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS (what make
+// test sets), else the cache of hack/setup-envtest.sh.
+func assetsDir() string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	matches, _ := filepath.Glob(filepath.Join("..", "..", "bin", "k8s", "*", "kube-apiserver"))
+	if len(matches) == 0 {
+		return ""
+	}
+	return filepath.Dir(matches[0])
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctx, cancel = context.WithCancel(context.TODO())
+	Expect(clientgoscheme.AddToScheme(testScheme)).To(Succeed())
+	Expect(usersv1.AddToScheme(testScheme)).To(Succeed())
+
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assetsDir(),
+	}
+	var err error
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred(), "start kube-apiserver and etcd: run 'make envtest' or set KUBEBUILDER_ASSETS")
+	k8s, err = client.New(cfg, client.Options{Scheme: testScheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 testScheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr(true)},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	reg := providers.NewRegistry()
+	// The engine tests that do not depend on a vendor use a recording fake,
+	// registered under the types no vendor package serves in this suite.
+	reg.Register(string(usersv1.ProviderPropel), fakes)
+	reg.Register(string(usersv1.ProviderUserCom), fakes)
+	r := &ProviderReconciler{
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		Registry:        reg,
+		Recorder:        mgr.GetEventRecorder("usersync-operator"),
+		Clock:           clock.RealClock{},
+		ResyncInterval:  2 * time.Second,
+		NotReadyRequeue: time.Second,
+		Backoff:         planner.Backoff{Base: 200 * time.Millisecond, Max: 2 * time.Second},
+		VendorTimeout:   5 * time.Second,
+		LoopTimeout:     time.Minute,
+	}
+	Expect(r.SetupWithManager(ctx, mgr, 4)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+})
+
+var _ = AfterSuite(func() {
+	cancel()
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+func ptr[T any](v T) *T { return &v }
+
+// newNamespace creates a namespace of its own for one test.
+func newNamespace(labels map[string]string) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-", Labels: labels}}
+	Expect(k8s.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func newSecret(ns, name, key, token string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Data: map[string][]byte{key: []byte(token)}}
+	Expect(k8s.Create(ctx, s)).To(Succeed())
+	return s
+}
+
+// getSync returns the current UserSync.
+func getSync(ns, name string) *usersv1.UserSync {
+	us := &usersv1.UserSync{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, us)).To(Succeed())
+	return us
+}
+
+func condition(conds []metav1.Condition, t string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// readyStatus returns "<status>/<reason>" of the UserSync's Ready condition.
+func readyStatus(ns, name string) func() string {
+	return func() string {
+		us := &usersv1.UserSync{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, us); err != nil {
+			return err.Error()
+		}
+		if us.Status.ObservedGeneration != us.Generation {
+			return "stale"
+		}
+		c := condition(us.Status.Conditions, usersv1.ConditionReady)
+		if c == nil {
+			return "none"
+		}
+		return string(c.Status) + "/" + c.Reason
+	}
+}
+
+func users(n int, prefix string) []usersv1.User {
+	out := make([]usersv1.User, n)
+	for i := range out {
+		key := prefix + itoa(i)
+		out[i] = usersv1.User{Key: key, Email: key + "@example.com", FirstName: "First" + itoa(i), LastName: "Last",
+			Attributes: map[string]usersv1.AttributeValue{"team": usersv1.StringValue("core")}}
+	}
+	return out
+}
+
+func itoa(i int) string { return strconvItoa(i) }

@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// limitedTransport sends a provider's vendor requests under its rate limit
+// and counts what the vendor answered, so a loop can tell it was throttled.
+// One exists per provider and outlives its clients: a rotated token or a new
+// spec keeps the same request budget.
+type limitedTransport struct {
+	base    http.RoundTripper
+	limiter *rate.Limiter
+
+	mu    sync.Mutex
+	stats transportStats
+}
+
+// transportStats are counters since the last take.
+type transportStats struct {
+	Requests  int
+	Throttled int // 429 answers
+	Waited    time.Duration
+}
+
+func newLimitedTransport(base http.RoundTripper, requests int, period time.Duration) *limitedTransport {
+	t := &limitedTransport{base: base, limiter: rate.NewLimiter(rate.Inf, 1)}
+	t.setLimit(requests, period)
+	return t
+}
+
+// setLimit spreads requests evenly over period (burst 1), so no rolling
+// window of length period ever holds more than requests calls.
+func (t *limitedTransport) setLimit(requests int, period time.Duration) {
+	t.limiter.SetLimit(rate.Limit(float64(requests) / period.Seconds()))
+	t.limiter.SetBurst(1)
+}
+
+// RoundTrip waits for the rate limiter, then sends the request.
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	if err := t.limiter.Wait(req.Context()); err != nil {
+		return nil, err
+	}
+	waited := time.Since(start)
+	resp, err := t.base.RoundTrip(req)
+	t.mu.Lock()
+	t.stats.Requests++
+	t.stats.Waited += waited
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		t.stats.Throttled++
+	}
+	t.mu.Unlock()
+	return resp, err
+}
+
+// take returns the counters and resets them.
+func (t *limitedTransport) take() transportStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.stats
+	t.stats = transportStats{}
+	return s
+}

@@ -1,0 +1,112 @@
+package controller
+
+import (
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+)
+
+// create applies a manifest (with the namespace set) and returns the API
+// server's error.
+func createManifest(ns, manifest string) error {
+	obj := &unstructured.Unstructured{}
+	Expect(yaml.Unmarshal([]byte(manifest), &obj.Object)).To(Succeed())
+	if obj.GetKind() != "ClusterUserProvider" {
+		obj.SetNamespace(ns)
+	}
+	return k8s.Create(ctx, obj)
+}
+
+func userList(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString("  - key: u" + itoa(i) + "\n")
+	}
+	return b.String()
+}
+
+var _ = Describe("CRD validation", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace(nil) })
+
+	const syncHead = "apiVersion: users.usersync.io/v1alpha1\nkind: UserSync\nmetadata: {name: bad}\nspec:\n"
+	const provHead = "apiVersion: users.usersync.io/v1alpha1\nkind: UserProvider\nmetadata: {name: bad}\nspec:\n"
+	const refs = "  providerRefs: [{name: hubspot}]\n"
+
+	DescribeTable("rejects with a message naming the field",
+		func(manifest string, wants ...string) {
+			err := createManifest(ns, manifest)
+			Expect(err).To(HaveOccurred(), "the API server accepted:\n%s", manifest)
+			for _, w := range wants {
+				Expect(err.Error()).To(ContainSubstring(w))
+			}
+		},
+		Entry("duplicate user keys", syncHead+refs+"  users:\n  - key: alice\n  - key: alice\n",
+			`spec.users[1]`, "Duplicate value"),
+		Entry("a malformed email", syncHead+refs+"  users:\n  - {key: alice, email: not-an-email}\n",
+			"spec.users[0].email"),
+		Entry("a non-scalar attribute value", syncHead+refs+"  users:\n  - key: alice\n    attributes: {team: {nested: x}}\n",
+			"spec.users[0].attributes.team", "must have at most 0"),
+		Entry("an array attribute value", syncHead+refs+"  users:\n  - key: alice\n    attributes: {team: [a, b]}\n",
+			"spec.users[0].attributes.team", "must have at most 0"),
+		Entry("a long attribute value", syncHead+refs+"  users:\n  - key: alice\n    attributes: {team: "+strings.Repeat("x", 65)+"}\n",
+			"spec.users[0].attributes.team", "Too long: may not be more than 64 characters"),
+		Entry("too many attributes", syncHead+refs+"  users:\n  - key: alice\n    attributes: {a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1, i: 1}\n",
+			"spec.users[0].attributes", "must have at most 8 items"),
+		Entry("a key with spaces", syncHead+refs+"  users:\n  - key: \"al ice\"\n", "spec.users[0].key"),
+		Entry("a control character in a name", syncHead+refs+"  users:\n  - {key: alice, firstName: \"a\\u0007b\"}\n",
+			"spec.users[0].firstName"),
+		Entry("empty providerRefs", syncHead+"  providerRefs: []\n", "spec.providerRefs", "at least 1 item"),
+		Entry("missing providerRefs", syncHead+"  users: [{key: a}]\n", "spec.providerRefs", "Required value"),
+		Entry("duplicate providerRefs", syncHead+"  providerRefs: [{name: a}, {name: a}]\n", "spec.providerRefs[1]", "Duplicate value"),
+		Entry("too many providerRefs", syncHead+"  providerRefs: [{name: a}, {name: b}, {name: c}, {name: d}, {name: e}]\n",
+			"spec.providerRefs", "must have at most 4 items"),
+		Entry("an unknown provider kind", syncHead+"  providerRefs: [{kind: Secret, name: a}]\n", "spec.providerRefs[0].kind", "Unsupported value"),
+		Entry("too many users", syncHead+refs+"  users:\n"+userList(501), "spec.users", "must have at most 500 items"),
+		Entry("too many records", syncHead+"  providerRefs: [{name: a}, {name: b}, {name: c}]\n  users:\n"+userList(400),
+			"spec.users", "users × providerRefs must be at most 1000 records"),
+		Entry("an unknown deletionPolicy", syncHead+refs+"  deletionPolicy: Purge\n", "spec.deletionPolicy", "Unsupported value"),
+
+		Entry("an unknown provider type", provHead+"  type: Salesforce\n  credentialsRef: {name: s, key: token}\n",
+			"spec.type", "Unsupported value"),
+		Entry("http without allowInsecureHTTP", provHead+"  type: HubSpot\n  endpoint: http://127.0.0.1:8080\n  credentialsRef: {name: s, key: token}\n",
+			"spec.endpoint", "plain http:// is refused unless allowInsecureHTTP is true"),
+		Entry("an endpoint that is not a URL", provHead+"  type: HubSpot\n  endpoint: not a url\n  credentialsRef: {name: s, key: token}\n",
+			"spec.endpoint", "must be an absolute URL"),
+		Entry("a relative endpoint", provHead+"  type: HubSpot\n  endpoint: /api\n  credentialsRef: {name: s, key: token}\n",
+			"spec.endpoint", "must be an absolute URL"),
+		Entry("a HubSpot batch over 100", provHead+"  type: HubSpot\n  batchSize: 101\n  credentialsRef: {name: s, key: token}\n",
+			"spec.batchSize", "HubSpot takes at most 100 records per batch call"),
+		Entry("a negative batch size", provHead+"  type: Propel\n  batchSize: -1\n  credentialsRef: {name: s, key: token}\n",
+			"spec.batchSize", "should be greater than or equal to 1"),
+		Entry("a zero rate", provHead+"  type: HubSpot\n  rateLimit: {requests: 0, period: 10s}\n  credentialsRef: {name: s, key: token}\n",
+			"spec.rateLimit.requests"),
+		Entry("a bad rate period", provHead+"  type: HubSpot\n  rateLimit: {requests: 10, period: often}\n  credentialsRef: {name: s, key: token}\n",
+			"spec.rateLimit.period"),
+		Entry("missing credentialsRef", provHead+"  type: HubSpot\n", "spec.credentialsRef", "Required value"),
+		Entry("a credentials namespace on a UserProvider", provHead+"  type: HubSpot\n  credentialsRef: {name: s, key: token, namespace: other}\n",
+			"spec.credentialsRef.namespace is not allowed on a UserProvider"),
+		Entry("hubspot options on another type", provHead+"  type: Propel\n  hubspot: {idProperty: x}\n  credentialsRef: {name: s, key: token}\n",
+			"spec.hubspot", "only allowed with type HubSpot"),
+		Entry("a ClusterUserProvider without a credentials namespace",
+			"apiVersion: users.usersync.io/v1alpha1\nkind: ClusterUserProvider\nmetadata: {name: bad-cluster}\nspec:\n  type: HubSpot\n  credentialsRef: {name: s, key: token}\n",
+			"spec.credentialsRef.namespace is required on a ClusterUserProvider"),
+	)
+
+	It("accepts a well-formed UserSync and provider, and defaults them", func() {
+		Expect(createManifest(ns, provHead+"  type: HubSpot\n  endpoint: http://127.0.0.1:1\n  allowInsecureHTTP: true\n  credentialsRef: {name: s, key: token}\n")).To(Succeed())
+		Expect(createManifest(ns, syncHead+refs+"  users:\n  - key: alice\n    email: alice@example.com\n    attributes: {plan: pro, seats: 3, admin: true, ratio: 0.5}\n")).To(Succeed())
+		us := getSync(ns, "bad")
+		Expect(string(us.Spec.DeletionPolicy)).To(Equal("Orphan"))
+		Expect(string(us.Spec.ProviderRefs[0].Kind)).To(Equal("UserProvider"))
+		v, err := usersv1.ScalarOf(us.Spec.Users[0].Attributes["seats"])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(v).To(Equal(float64(3)))
+	})
+})

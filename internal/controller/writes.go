@@ -1,0 +1,262 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// ensureFinalizers adds the finalizer to the live UserSyncs this provider
+// serves, before anything is written for them at the vendor.
+func (r *ProviderReconciler) ensureFinalizers(ctx context.Context, l *loop) error {
+	for _, v := range l.syncs {
+		us := v.obj
+		if !us.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(us, usersv1.Finalizer) {
+			continue
+		}
+		patch := client.MergeFrom(us.DeepCopy())
+		controllerutil.AddFinalizer(us, usersv1.Finalizer)
+		if err := r.Patch(ctx, us, patch); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("adding finalizer to UserSync %s/%s: %w", us.Namespace, us.Name, err)
+		}
+	}
+	return nil
+}
+
+// writeIntents records, before a create is sent, that it is about to be: a
+// crash or a lost response after the vendor created the user then leaves a
+// record that makes the next attempt look the user up instead of creating
+// it twice. Only UserSyncs with creates not yet recorded are written.
+func (r *ProviderReconciler) writeIntents(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) error {
+	intents := make(map[int]map[string]planner.Record)
+	for _, it := range plan.Items {
+		if it.Kind != planner.Write || it.Change.Op != providers.OpCreate || it.Record.Action == string(providers.OpCreate) {
+			continue
+		}
+		if intents[it.Sync] == nil {
+			intents[it.Sync] = map[string]planner.Record{}
+		}
+		intents[it.Sync][it.Key] = planner.Record{Key: it.Key, State: planner.StatePending,
+			Action: string(providers.OpCreate), Reason: usersv1.ReasonPending, Message: "being created",
+			Attempts: it.Record.Attempts, LastAttempt: l.now, Hash: it.Record.Hash}
+	}
+	for si, recs := range intents {
+		merged := in.Syncs[si].Records
+		all := make(map[string]planner.Record, len(merged)+len(recs))
+		for k, v := range merged {
+			all[k] = v
+		}
+		for k, v := range recs {
+			all[k] = v
+		}
+		us := l.syncs[si].obj
+		entry := currentEntry(us, l.key.ref())
+		if err := r.patchSyncStatus(ctx, us, l.key.ref(), all, entry); err != nil {
+			return fmt.Errorf("recording create intents of UserSync %s/%s: %w", us.Namespace, us.Name, err)
+		}
+	}
+	return nil
+}
+
+func currentEntry(us *usersv1.UserSync, ref string) *usersv1.ProviderSyncStatus {
+	for i := range us.Status.Providers {
+		if us.Status.Providers[i].Provider == ref {
+			e := us.Status.Providers[i]
+			return &e
+		}
+	}
+	return nil
+}
+
+// writeSyncStatuses stores each UserSync's new records of this provider,
+// emits one aggregated event per UserSync, and releases the finalizer of a
+// deleted UserSync once no provider holds a record of it.
+func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, outcomes []planner.Outcome) error {
+	var errs []error
+	for si, v := range l.syncs {
+		us := v.obj
+		recs := outcomes[si].Records
+		entry := r.providerEntry(l, v, recs)
+		if err := r.patchSyncStatus(ctx, us, l.key.ref(), recs, entry); err != nil {
+			errs = append(errs, fmt.Errorf("UserSync %s/%s: %w", us.Namespace, us.Name, err))
+			continue
+		}
+		r.emitSyncEvents(l, us, plan, si, in.Syncs[si].Records, recs)
+		if err := r.releaseFinalizer(ctx, us); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("writing UserSync statuses: %v", errs)
+	}
+	return nil
+}
+
+// providerEntry is this provider's line in a UserSync's status.providers;
+// nil once the UserSync no longer names the provider and holds no record.
+func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string]planner.Record) *usersv1.ProviderSyncStatus {
+	if !v.listed && len(recs) == 0 {
+		return nil
+	}
+	e := &usersv1.ProviderSyncStatus{Provider: l.key.ref(), ObservedGeneration: v.obj.Generation}
+	if old := currentEntry(v.obj, l.key.ref()); old != nil {
+		e.LastSyncTime = old.LastSyncTime
+	}
+	var pending, failed, deleting int
+	var firstDelete string
+	for _, rec := range recs {
+		switch rec.State {
+		case planner.StatePending:
+			pending++
+		case planner.StateFailed:
+			failed++
+		case planner.StateDeleting:
+			deleting++
+			if firstDelete == "" {
+				firstDelete = rec.Message
+			}
+		}
+	}
+	missing := 0
+	if v.listed && v.obj.DeletionTimestamp.IsZero() {
+		missing = len(v.obj.Spec.Users) - (len(recs) - deleting)
+		if missing < 0 {
+			missing = 0
+		}
+	}
+	switch {
+	case v.refusedReason != "":
+		e.Reason, e.Message = v.refusedReason, v.refusedMessage
+	case l.ready != nil:
+		e.Reason, e.Message = usersv1.ReasonProviderNotReady, l.ready.Message
+	case v.obj.Spec.Suspend && pending+deleting+missing > 0:
+		e.Reason, e.Message = usersv1.ReasonSuspended, "spec.suspend is true"
+	case deleting > 0:
+		e.Reason = usersv1.ReasonDeleting
+		e.Message = planner.Truncate(fmt.Sprintf("%d users wait to be deleted at the vendor (last error: %s); "+
+			"set spec.deletionPolicy: Orphan to release them without deleting", deleting, firstDelete), 1024)
+	case failed > 0:
+		e.Reason, e.Message = usersv1.ReasonFailed, fmt.Sprintf("%d records failed", failed)
+	case pending+missing > 0:
+		e.Reason, e.Message = usersv1.ReasonPending, fmt.Sprintf("%d records pending", pending+missing)
+	default:
+		e.Ready = true
+	}
+	return e
+}
+
+// patchSyncStatus merges this provider's records into the UserSync's status
+// and patches it under optimistic locking; on a conflict (another provider's
+// loop wrote meanwhile) it re-reads the object and merges again, so no
+// provider ever overwrites another's records. Nothing is written when the
+// status would not change.
+func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
+	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) error {
+	first := true
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		if !first {
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(us), us); err != nil {
+				return client.IgnoreNotFound(err)
+			}
+		}
+		first = false
+		desired := us.DeepCopy()
+		mergeProvider(desired, ref, toResults(desired, ref, recs), entry)
+		summarize(desired)
+		if equality.Semantic.DeepEqual(us.Status, desired.Status) {
+			return nil
+		}
+		if entry != nil && desired.Status.Providers != nil {
+			now := metav1.NewTime(r.Clock.Now())
+			for i := range desired.Status.Providers {
+				if desired.Status.Providers[i].Provider == ref {
+					desired.Status.Providers[i].LastSyncTime = &now
+				}
+			}
+		}
+		patch := client.MergeFromWithOptions(us, client.MergeFromWithOptimisticLock{})
+		if err := r.Status().Patch(ctx, desired, patch); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		*us = *desired
+		return nil
+	})
+}
+
+// releaseFinalizer removes the finalizer of a deleted UserSync that no
+// provider holds a record of any more.
+func (r *ProviderReconciler) releaseFinalizer(ctx context.Context, us *usersv1.UserSync) error {
+	if us.DeletionTimestamp.IsZero() || len(us.Status.Results) > 0 || !controllerutil.ContainsFinalizer(us, usersv1.Finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(us.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(us, usersv1.Finalizer)
+	if err := r.Patch(ctx, us, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing finalizer of UserSync %s/%s: %w", us.Namespace, us.Name, err)
+	}
+	logf.FromContext(ctx).Info("released deleted UserSync", "usersync", client.ObjectKeyFromObject(us))
+	return nil
+}
+
+// emitSyncEvents emits at most one event per kind of outcome per UserSync and
+// loop, so a 1,000-user sync does not emit 1,000 events.
+func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, plan planner.Plan, si int, prev, recs map[string]planner.Record) {
+	if r.Recorder == nil {
+		return
+	}
+	var written, deleted, failed, conflicts int
+	var firstFail string
+	for _, it := range plan.Items {
+		if it.Sync != si {
+			continue
+		}
+		rec, kept := recs[it.Key]
+		switch it.Kind {
+		case planner.Write:
+			if rec.State == planner.StateSynced {
+				written++
+			} else if rec.State == planner.StateFailed {
+				failed++
+				if firstFail == "" {
+					firstFail = it.Key + ": " + rec.Message
+				}
+			}
+		case planner.Remove:
+			if !kept {
+				deleted++
+			}
+		case planner.Held:
+			if rec.Reason == planner.ReasonConflict && prev[it.Key].Reason != planner.ReasonConflict {
+				conflicts++
+			}
+		}
+	}
+	prov := l.key.ref()
+	if written > 0 || deleted > 0 {
+		r.Recorder.Eventf(us, nil, corev1.EventTypeNormal, usersv1.ReasonSynced, "Sync",
+			"%s: wrote %d users, deleted %d", prov, written, deleted)
+	}
+	if failed > 0 {
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, usersv1.ReasonFailed, "Sync",
+			"%s: %d users failed; first: %s", prov, failed, planner.Truncate(firstFail, 300))
+	}
+	if conflicts > 0 {
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, usersv1.ReasonConflict, "Sync",
+			"%s: %d users conflict with another UserSync", prov, conflicts)
+	}
+}

@@ -1,0 +1,109 @@
+package planner
+
+import (
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// MaxMessageLength is the longest record message stored, in bytes.
+const MaxMessageLength = 256
+
+// Outcome is the new state of the records of one UserSync after a loop.
+type Outcome struct {
+	// Records are the records to store, by key; a key absent from it is
+	// forgotten.
+	Records map[string]Record
+}
+
+// Apply folds the vendor's results into the records. results holds the
+// Results of plan.Changes (any order); a Change without a Result is treated
+// as a transient failure whose outcome is unknown. The returned slice is
+// indexed like Input.Syncs.
+func Apply(in Input, plan Plan, results []providers.Result) []Outcome {
+	byID := make(map[string]providers.Result, len(results))
+	for _, r := range results {
+		byID[r.ID] = r
+	}
+	out := make([]Outcome, len(in.Syncs))
+	for i := range out {
+		out[i].Records = make(map[string]Record, len(in.Syncs[i].Users))
+	}
+	for i := range plan.Items {
+		it := &plan.Items[i]
+		recs := out[it.Sync].Records
+		switch it.Kind {
+		case Noop, Wait, Held:
+			recs[it.Key] = it.Record
+		case Forget:
+		case Write, Remove:
+			r, ok := byID[it.Change.ID]
+			if !ok {
+				r = providers.Result{ID: it.Change.ID, Err: &providers.RecordError{Uncertain: true,
+					Code: "NoResult", Message: "the write's outcome is unknown; it will be retried"}}
+			}
+			if rec, keep := fold(in.Now, it, r); keep {
+				recs[it.Key] = rec
+			}
+		}
+	}
+	return out
+}
+
+// fold returns the record after a write, and false when it is to be forgotten.
+func fold(now time.Time, it *Item, r providers.Result) (Record, bool) {
+	rec := it.Record
+	rec.Key = it.Key
+	rec.LastAttempt = now
+	if it.Kind == Write {
+		rec.Hash = it.hash
+	}
+	if r.Err == nil {
+		if it.Kind == Remove {
+			return Record{}, false
+		}
+		rec.State = StateSynced
+		rec.Action = string(r.Action)
+		if r.ExternalID != "" {
+			rec.ExternalID = r.ExternalID
+		}
+		rec.Reason, rec.Message, rec.Attempts = "", "", 0
+		return rec, true
+	}
+	var re *providers.RecordError
+	if !errors.As(r.Err, &re) {
+		re = &providers.RecordError{Message: r.Err.Error()}
+	}
+	rec.Action = string(it.Change.Op)
+	rec.Reason = re.Code
+	if rec.Reason == "" {
+		rec.Reason = "Error"
+	}
+	rec.Message = Truncate(re.Message, MaxMessageLength)
+	rec.Attempts++
+	switch {
+	case it.Kind == Remove:
+		rec.State = StateDeleting
+	case re.Permanent:
+		rec.State = StateFailed
+	default:
+		rec.State = StatePending
+	}
+	return rec, true
+}
+
+// Truncate cuts s to at most n bytes on a rune boundary, ending with "…"
+// when cut.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const ell = "…"
+	cut := n - len(ell)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ell
+}

@@ -1,0 +1,322 @@
+// Package planner decides, for one provider, which records of which UserSyncs
+// must be written, deleted, forgotten or left alone. It is pure: no
+// Kubernetes client, no HTTP, no clock of its own. The engine applies the plan
+// and folds the vendor's results back with Apply.
+//
+// The model follows CloudNativePG's role reconciler: take the desired state,
+// the stored state and what is known of the outside, write nothing, and
+// return every record bucketed by what must happen to it.
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// Record states, as in the UserSync API.
+const (
+	StateSynced   = "Synced"
+	StatePending  = "Pending"
+	StateFailed   = "Failed"
+	StateDeleting = "Deleting"
+)
+
+// Record reasons set by the planner.
+const (
+	ReasonConflict = "Conflict"
+)
+
+// Record is what a UserSync's status says about one user at this provider.
+type Record struct {
+	Key         string
+	ExternalID  string
+	State       string
+	Action      string
+	Reason      string
+	Message     string
+	Attempts    int32
+	LastAttempt time.Time
+	Hash        string
+}
+
+// Desired is one user of a UserSync's spec, with its content hash and its
+// vendor identity (providers.Client.Identity).
+type Desired struct {
+	User     providers.User
+	Hash     string
+	Identity string
+}
+
+// Sync is one UserSync as one provider's loop sees it.
+type Sync struct {
+	// Name is "<namespace>/<name>"; with Created it orders UserSyncs for
+	// conflicts: the older one keeps an identity.
+	Name    string
+	Created time.Time
+	// Users is the spec's users in spec order; empty when Removed.
+	Users []Desired
+	// Records are this provider's records from the status, by key.
+	Records map[string]Record
+	// Delete is true under deletionPolicy Delete.
+	Delete bool
+	// Hold, when set, holds every write and delete back: the records are
+	// stored Pending (or Deleting) with its reason and message. Set for
+	// spec.suspend, and for a provider that cannot be written to now.
+	Hold *Hold
+	// Removed is true when the UserSync is being deleted or no longer lists
+	// this provider: every record leaves.
+	Removed bool
+}
+
+// Hold is why writes wait.
+type Hold struct {
+	Reason  string
+	Message string
+}
+
+// Backoff is the per-record retry schedule: Base·2^(attempts-1), at most Max.
+type Backoff struct {
+	Base time.Duration
+	Max  time.Duration
+}
+
+// Delay returns how long to wait after the given number of failed attempts.
+func (b Backoff) Delay(attempts int32) time.Duration {
+	if attempts <= 0 {
+		return 0
+	}
+	d := b.Base
+	for i := int32(1); i < attempts && d < b.Max; i++ {
+		d *= 2
+	}
+	if d > b.Max {
+		d = b.Max
+	}
+	return d
+}
+
+// Kind is what happens to one record.
+type Kind int
+
+const (
+	// Noop: the record is as it should be; nothing is written.
+	Noop Kind = iota
+	// Write: a Create or Update is sent (Item.Change).
+	Write
+	// Remove: a Delete is sent (Item.Change).
+	Remove
+	// Forget: the record is dropped from the status; nothing is sent.
+	Forget
+	// Wait: a retry is due later (backoff); the record is unchanged.
+	Wait
+	// Held: the record is set to Item.Record without a write (a conflict, a
+	// held write).
+	Held
+)
+
+// Item is the plan for one record.
+type Item struct {
+	Sync int // index in Input.Syncs
+	Key  string
+	Kind Kind
+	// Change is set for Write and Remove.
+	Change providers.Change
+	// Record is the record to store for Noop, Wait and Held, and the record
+	// as it was (if any) for Write and Remove.
+	Record Record
+	// hash is the content hash a Write sends.
+	hash string
+}
+
+// Plan is the outcome of Compute.
+type Plan struct {
+	Items []Item
+	// Changes are the writes to send, in a stable order; Change.ID indexes
+	// Items.
+	Changes []providers.Change
+	// NextRetry is the earliest time a waiting record becomes due; zero when
+	// none waits.
+	NextRetry time.Time
+}
+
+// Input is everything Compute needs.
+type Input struct {
+	Now     time.Time
+	Syncs   []Sync
+	Backoff Backoff
+}
+
+// Compute returns the plan for one provider.
+func Compute(in Input) Plan {
+	var p Plan
+	owners := claimIdentities(in.Syncs)
+	for si := range in.Syncs {
+		s := &in.Syncs[si]
+		declared := make(map[string]struct{}, len(s.Users))
+		if !s.Removed {
+			for _, d := range s.Users {
+				declared[d.User.Key] = struct{}{}
+				p.add(planUser(in, si, d, owners))
+			}
+		}
+		// Records whose user left the spec, in key order for a stable plan.
+		gone := make([]string, 0)
+		for key := range s.Records {
+			if _, ok := declared[key]; !ok {
+				gone = append(gone, key)
+			}
+		}
+		sort.Strings(gone)
+		for _, key := range gone {
+			p.add(planGone(in, si, s.Records[key]))
+		}
+	}
+	for i := range p.Items {
+		it := &p.Items[i]
+		if it.Kind == Write || it.Kind == Remove {
+			it.Change.ID = strconv.Itoa(i)
+			p.Changes = append(p.Changes, it.Change)
+		}
+		if it.Kind == Wait {
+			due := it.Record.LastAttempt.Add(in.Backoff.Delay(it.Record.Attempts))
+			if p.NextRetry.IsZero() || due.Before(p.NextRetry) {
+				p.NextRetry = due
+			}
+		}
+	}
+	return p
+}
+
+func (p *Plan) add(it Item) { p.Items = append(p.Items, it) }
+
+// owner is the UserSync and key that keeps an identity.
+type owner struct {
+	sync int
+	key  string
+}
+
+// claimIdentities gives each non-empty identity to the oldest UserSync that
+// declares it (then by name, then by spec order).
+func claimIdentities(syncs []Sync) map[string]owner {
+	order := make([]int, len(syncs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		sa, sb := syncs[order[a]], syncs[order[b]]
+		if !sa.Created.Equal(sb.Created) {
+			return sa.Created.Before(sb.Created)
+		}
+		return sa.Name < sb.Name
+	})
+	owners := map[string]owner{}
+	for _, si := range order {
+		if syncs[si].Removed {
+			continue
+		}
+		for _, d := range syncs[si].Users {
+			if d.Identity == "" {
+				continue
+			}
+			if _, taken := owners[d.Identity]; !taken {
+				owners[d.Identity] = owner{sync: si, key: d.User.Key}
+			}
+		}
+	}
+	return owners
+}
+
+func planUser(in Input, si int, d Desired, owners map[string]owner) Item {
+	s := &in.Syncs[si]
+	rec, known := s.Records[d.User.Key]
+	it := Item{Sync: si, Key: d.User.Key, Record: rec, hash: d.Hash}
+
+	if o, ok := owners[d.Identity]; ok && d.Identity != "" && (o.sync != si || o.key != d.User.Key) {
+		other := in.Syncs[o.sync].Name
+		msg := fmt.Sprintf("identity %q is already declared by UserSync %s (key %s)", d.Identity, other, o.key)
+		if o.sync == si {
+			msg = fmt.Sprintf("identity %q is already declared by key %s of this UserSync", d.Identity, o.key)
+		}
+		it.Kind = Held
+		it.Record = Record{Key: d.User.Key, ExternalID: rec.ExternalID, State: StateFailed, Action: rec.Action,
+			Reason: ReasonConflict, Message: msg, LastAttempt: rec.LastAttempt, Hash: d.Hash}
+		return it
+	}
+
+	if known && rec.Hash == d.Hash && rec.State != StateDeleting {
+		switch rec.State {
+		case StateSynced, StateFailed:
+			if rec.Reason != ReasonConflict {
+				it.Kind = Noop
+				return it
+			}
+		case StatePending:
+			if rec.Attempts > 0 && in.Now.Before(rec.LastAttempt.Add(in.Backoff.Delay(rec.Attempts))) && s.Hold == nil {
+				it.Kind = Wait
+				return it
+			}
+		}
+	}
+
+	op := providers.OpCreate
+	if rec.ExternalID != "" {
+		op = providers.OpUpdate
+	}
+	if s.Hold != nil {
+		it.Kind = Held
+		it.Record = rec
+		it.Record.Key = d.User.Key
+		it.Record.State = StatePending
+		it.Record.Reason = s.Hold.Reason
+		it.Record.Message = Truncate(s.Hold.Message+": the "+string(op)+" waits", MaxMessageLength)
+		return it
+	}
+	attempts := rec.Attempts
+	if rec.Hash != d.Hash {
+		attempts = 0 // new content: a fresh schedule
+	}
+	it.Kind = Write
+	it.Record.Attempts = attempts
+	it.Change = providers.Change{
+		Op:         op,
+		ExternalID: rec.ExternalID,
+		User:       d.User,
+		// Any earlier attempt that the vendor did not reject may have reached
+		// it: the client must not create blindly.
+		Retry: known && rec.ExternalID == "" && rec.State != StateFailed &&
+			(rec.Attempts > 0 || rec.Action == string(providers.OpCreate)),
+	}
+	return it
+}
+
+func planGone(in Input, si int, rec Record) Item {
+	s := &in.Syncs[si]
+	it := Item{Sync: si, Key: rec.Key, Record: rec}
+	mayExist := rec.ExternalID != "" || (rec.State != StateFailed && rec.Action != "")
+	if !s.Delete || !mayExist {
+		it.Kind = Forget
+		return it
+	}
+	if s.Hold != nil {
+		it.Kind = Held
+		it.Record.State = StateDeleting
+		it.Record.Reason = s.Hold.Reason
+		it.Record.Message = Truncate(s.Hold.Message+": the Delete waits", MaxMessageLength)
+		return it
+	}
+	if rec.State == StateDeleting && rec.Attempts > 0 && in.Now.Before(rec.LastAttempt.Add(in.Backoff.Delay(rec.Attempts))) {
+		it.Kind = Wait
+		return it
+	}
+	if rec.State != StateDeleting {
+		it.Record.Attempts = 0
+	}
+	it.Kind = Remove
+	it.Change = providers.Change{Op: providers.OpDelete, ExternalID: rec.ExternalID,
+		User: providers.User{Key: rec.Key}}
+	return it
+}

@@ -1,0 +1,214 @@
+package planner
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func desired(key, email string) Desired {
+	u := providers.User{Key: key, Email: email}
+	return Desired{User: u, Hash: Hash(u), Identity: email}
+}
+
+func synced(d Desired, id string) Record {
+	return Record{Key: d.User.Key, ExternalID: id, State: StateSynced, Hash: d.Hash, Action: "Created"}
+}
+
+type got struct {
+	Kind  Kind
+	Op    providers.Op
+	Retry bool
+	State string
+	Msg   string
+}
+
+func summarize(p Plan) map[string]got {
+	out := map[string]got{}
+	for _, it := range p.Items {
+		g := got{Kind: it.Kind}
+		if it.Kind == Write || it.Kind == Remove {
+			g.Op, g.Retry = it.Change.Op, it.Change.Retry
+		}
+		if it.Kind == Held {
+			g.State, g.Msg = it.Record.State, it.Record.Message
+		}
+		out[fmt.Sprintf("%d/%s", it.Sync, it.Key)] = g
+	}
+	return out
+}
+
+func TestCompute(t *testing.T) {
+	a, b := desired("a", "a@x.io"), desired("b", "b@x.io")
+	bChanged := desired("b", "b2@x.io")
+	bp := Backoff{Base: 10 * time.Second, Max: 5 * time.Minute}
+	cases := map[string]struct {
+		syncs []Sync
+		want  map[string]got
+	}{
+		"new users are created": {
+			syncs: []Sync{{Name: "ns/s", Users: []Desired{a, b}}},
+			want:  map[string]got{"0/a": {Kind: Write, Op: providers.OpCreate}, "0/b": {Kind: Write, Op: providers.OpCreate}},
+		},
+		"unchanged synced users are not written": {
+			syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Records: map[string]Record{"a": synced(a, "1")}}},
+			want:  map[string]got{"0/a": {Kind: Noop}},
+		},
+		"a changed user is updated by its id": {
+			syncs: []Sync{{Name: "ns/s", Users: []Desired{bChanged}, Records: map[string]Record{"b": synced(b, "2")}}},
+			want:  map[string]got{"0/b": {Kind: Write, Op: providers.OpUpdate}},
+		},
+		"a failed record is not resent until its spec changes": {
+			syncs: []Sync{{Name: "ns/s", Users: []Desired{a, bChanged}, Records: map[string]Record{
+				"a": {Key: "a", State: StateFailed, Hash: a.Hash, Attempts: 1, LastAttempt: t0.Add(-time.Hour)},
+				"b": {Key: "b", State: StateFailed, Hash: b.Hash, Attempts: 1, LastAttempt: t0.Add(-time.Hour)},
+			}}},
+			want: map[string]got{"0/a": {Kind: Noop}, "0/b": {Kind: Write, Op: providers.OpCreate}},
+		},
+		"a transient failure waits for its backoff, then retries without blind create": {
+			syncs: []Sync{{Name: "ns/s", Users: []Desired{a, b}, Records: map[string]Record{
+				"a": {Key: "a", State: StatePending, Hash: a.Hash, Attempts: 2, LastAttempt: t0.Add(-5 * time.Second), Action: "Create"},
+				"b": {Key: "b", State: StatePending, Hash: b.Hash, Attempts: 1, LastAttempt: t0.Add(-time.Minute), Action: "Create"},
+			}}},
+			want: map[string]got{"0/a": {Kind: Wait}, "0/b": {Kind: Write, Op: providers.OpCreate, Retry: true}},
+		},
+		"removed users are deleted under Delete and forgotten under Orphan": {
+			syncs: []Sync{
+				{Name: "ns/del", Delete: true, Records: map[string]Record{"a": synced(a, "1")}},
+				{Name: "ns/orphan", Records: map[string]Record{"b": synced(b, "2")}},
+			},
+			want: map[string]got{"0/a": {Kind: Remove, Op: providers.OpDelete}, "1/b": {Kind: Forget}},
+		},
+		"a record never created is forgotten even under Delete": {
+			syncs: []Sync{{Name: "ns/s", Delete: true, Removed: true, Users: []Desired{a}, Records: map[string]Record{
+				"a": {Key: "a", State: StateFailed, Hash: a.Hash, Action: "Create"}}}},
+			want: map[string]got{"0/a": {Kind: Forget}},
+		},
+		"the older UserSync keeps a shared identity": {
+			syncs: []Sync{
+				{Name: "ns/new", Created: t0, Users: []Desired{desired("x", "same@x.io")}},
+				{Name: "ns/old", Created: t0.Add(-time.Hour), Users: []Desired{desired("y", "same@x.io")}},
+			},
+			want: map[string]got{
+				"0/x": {Kind: Held, State: StateFailed, Msg: `identity "same@x.io" is already declared by UserSync ns/old (key y)`},
+				"1/y": {Kind: Write, Op: providers.OpCreate},
+			},
+		},
+		"suspend holds writes and deletes": {
+			syncs: []Sync{{Name: "ns/s", Hold: &Hold{Reason: "Suspended", Message: "spec.suspend is true"}, Delete: true, Users: []Desired{a}, Records: map[string]Record{"b": synced(b, "2")}}},
+			want: map[string]got{
+				"0/a": {Kind: Held, State: StatePending, Msg: "spec.suspend is true: the Create waits"},
+				"0/b": {Kind: Held, State: StateDeleting, Msg: "spec.suspend is true: the Delete waits"},
+			},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := Compute(Input{Now: t0, Syncs: tc.syncs, Backoff: bp})
+			if diff := cmp.Diff(tc.want, summarize(p)); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestApply(t *testing.T) {
+	a, b, c, d := desired("a", "a@x.io"), desired("b", "b@x.io"), desired("c", "c@x.io"), desired("d", "d@x.io")
+	in := Input{Now: t0, Backoff: Backoff{Base: time.Second, Max: time.Minute}, Syncs: []Sync{{
+		Name: "ns/s", Delete: true, Users: []Desired{a, b, c},
+		Records: map[string]Record{"d": synced(d, "4")},
+	}}}
+	p := Compute(in)
+	if len(p.Changes) != 4 {
+		t.Fatalf("want 4 changes, got %d", len(p.Changes))
+	}
+	id := map[string]string{}
+	for _, it := range p.Items {
+		id[it.Key] = it.Change.ID
+	}
+	// Results in reverse order, one missing (c): order must not matter.
+	res := []providers.Result{
+		{ID: id["d"], Action: providers.ActionDeleted},
+		{ID: id["b"], Err: &providers.RecordError{Permanent: true, Code: "INVALID_EMAIL", Message: "bad email"}},
+		{ID: id["a"], ExternalID: "11", Action: providers.ActionCreated},
+	}
+	recs := Apply(in, p, res)[0].Records
+	want := map[string]Record{
+		"a": {Key: "a", ExternalID: "11", State: StateSynced, Action: "Created", LastAttempt: t0, Hash: a.Hash},
+		"b": {Key: "b", State: StateFailed, Action: "Create", Reason: "INVALID_EMAIL", Message: "bad email", Attempts: 1, LastAttempt: t0, Hash: b.Hash},
+		"c": {Key: "c", State: StatePending, Action: "Create", Reason: "NoResult", Message: "the write's outcome is unknown; it will be retried", Attempts: 1, LastAttempt: t0, Hash: c.Hash},
+	}
+	if diff := cmp.Diff(want, recs); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+	// The uncertain create is retried with Retry set once its backoff passed.
+	in2 := Input{Now: t0.Add(2 * time.Second), Backoff: in.Backoff, Syncs: []Sync{{Name: "ns/s", Users: []Desired{c}, Records: recs}}}
+	p2 := Compute(in2)
+	if len(p2.Changes) != 1 || !p2.Changes[0].Retry {
+		t.Fatalf("want one retried create, got %+v", p2.Changes)
+	}
+	_ = errors.New
+}
+
+func TestHashIgnoresAttributeOrderButNotType(t *testing.T) {
+	u1 := providers.User{Key: "k", Attributes: map[string]any{"a": "1", "b": true}}
+	u2 := providers.User{Key: "k", Attributes: map[string]any{"b": true, "a": "1"}}
+	u3 := providers.User{Key: "k", Attributes: map[string]any{"a": float64(1), "b": true}}
+	if Hash(u1) != Hash(u2) {
+		t.Error("attribute order changed the hash")
+	}
+	if Hash(u1) == Hash(u3) {
+		t.Error(`"1" and 1 hash equal`)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	cases := map[string]struct {
+		in   string
+		n    int
+		want string
+	}{
+		"short":          {"abc", 5, "abc"},
+		"cut":            {"abcdefgh", 6, "abc…"},
+		"rune boundary":  {"ééééé", 7, "éé…"},
+		"exactly at max": {"abcdef", 6, "abcdef"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := Truncate(tc.in, tc.n); got != tc.want || len(got) > tc.n {
+				t.Errorf("Truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+			}
+		})
+	}
+}
+
+func BenchmarkCompute(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		syncs := make([]Sync, n/500)
+		for i := range syncs {
+			s := Sync{Name: fmt.Sprintf("ns/s%d", i), Records: map[string]Record{}}
+			for j := 0; j < 500; j++ {
+				d := desired(fmt.Sprintf("u%d", j), fmt.Sprintf("u%d-%d@x.io", i, j))
+				s.Users = append(s.Users, d)
+				s.Records[d.User.Key] = synced(d, "1")
+			}
+			syncs[i] = s
+		}
+		b.Run(fmt.Sprintf("unchanged-%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p := Compute(Input{Now: t0, Syncs: syncs})
+				if len(p.Changes) != 0 {
+					b.Fatal("unexpected writes")
+				}
+			}
+		})
+	}
+}
