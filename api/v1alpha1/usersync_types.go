@@ -187,11 +187,17 @@ type RecordResult struct {
 // Summary counts the records of a UserSync.
 type Summary struct {
 	// desired is the number of records the spec declares (users × providers).
-	Desired int32 `json:"desired"`
-	// synced, pending and failed count the records by state.
-	Synced  int32 `json:"synced"`
-	Pending int32 `json:"pending"`
-	Failed  int32 `json:"failed"`
+	// +optional
+	Desired int32 `json:"desired,omitempty"`
+	// synced counts the records Synced at the current spec.
+	// +optional
+	Synced int32 `json:"synced,omitempty"`
+	// pending counts the records to write.
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
+	// failed counts the records Failed at the current spec.
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
 }
 
 // ProviderSyncStatus is how one provider of providerRefs serves the UserSync.

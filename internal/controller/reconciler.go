@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"sort"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -218,12 +220,34 @@ func desiredUsers(us *usersv1.UserSync, vendor providers.Client) []planner.Desir
 	out := make([]planner.Desired, len(us.Spec.Users))
 	for i := range us.Spec.Users {
 		u := toProviderUser(&us.Spec.Users[i])
-		out[i] = planner.Desired{User: u, Hash: planner.Hash(u)}
+		out[i] = planner.Desired{User: u, Hash: planner.Hash(u), Invalid: invalidAttributes(&us.Spec.Users[i])}
 		if vendor != nil {
 			out[i].Identity = vendor.Identity(u)
 		}
 	}
 	return out
+}
+
+// attributeName is the rule for attribute names that the CRD cannot
+// enforce (no CEL rule can cover a map of untyped values).
+var attributeName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,39}$`)
+
+// invalidAttributes says what is wrong with a user's attributes, or "".
+func invalidAttributes(u *usersv1.User) string {
+	names := make([]string, 0, len(u.Attributes))
+	for k := range u.Attributes {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !attributeName.MatchString(k) {
+			return fmt.Sprintf("attribute name %q is invalid: it must start with a letter or _, hold only letters, digits, _ . - and be at most 40 characters", k)
+		}
+		if _, err := usersv1.ScalarOf(u.Attributes[k]); err != nil {
+			return fmt.Sprintf("attribute %q must be a string, a number or a boolean", k)
+		}
+	}
+	return ""
 }
 
 func toProviderUser(u *usersv1.User) providers.User {

@@ -56,7 +56,7 @@ var _ = Describe("CRD validation", func() {
 		Entry("an array attribute value", syncHead+refs+"  users:\n  - key: alice\n    attributes: {team: [a, b]}\n",
 			"spec.users[0].attributes.team", "must have at most 0"),
 		Entry("a long attribute value", syncHead+refs+"  users:\n  - key: alice\n    attributes: {team: "+strings.Repeat("x", 65)+"}\n",
-			"spec.users[0].attributes.team", "Too long: may not be more than 64 characters"),
+			"spec.users[0].attributes.team", "Too long: may not be more than 64"),
 		Entry("too many attributes", syncHead+refs+"  users:\n  - key: alice\n    attributes: {a: 1, b: 1, c: 1, d: 1, e: 1, f: 1, g: 1, h: 1, i: 1}\n",
 			"spec.users[0].attributes", "must have at most 8 items"),
 		Entry("a key with spaces", syncHead+refs+"  users:\n  - key: \"al ice\"\n", "spec.users[0].key"),

@@ -27,7 +27,8 @@ const (
 
 // Record reasons set by the planner.
 const (
-	ReasonConflict = "Conflict"
+	ReasonConflict    = "Conflict"
+	ReasonInvalidSpec = "InvalidSpec"
 )
 
 // Record is what a UserSync's status says about one user at this provider.
@@ -49,6 +50,10 @@ type Desired struct {
 	User     providers.User
 	Hash     string
 	Identity string
+	// Invalid, when set, says why the user cannot be written (a rule the API
+	// server cannot enforce); the record is Failed with reason InvalidSpec
+	// and nothing is sent.
+	Invalid string
 }
 
 // Sync is one UserSync as one provider's loop sees it.
@@ -234,6 +239,13 @@ func planUser(in Input, si int, d Desired, owners map[string]owner) Item {
 	s := &in.Syncs[si]
 	rec, known := s.Records[d.User.Key]
 	it := Item{Sync: si, Key: d.User.Key, Record: rec, hash: d.Hash}
+
+	if d.Invalid != "" {
+		it.Kind = Held
+		it.Record = Record{Key: d.User.Key, ExternalID: rec.ExternalID, State: StateFailed, Action: rec.Action,
+			Reason: ReasonInvalidSpec, Message: Truncate(d.Invalid, MaxMessageLength), LastAttempt: rec.LastAttempt, Hash: d.Hash}
+		return it
+	}
 
 	if o, ok := owners[d.Identity]; ok && d.Identity != "" && (o.sync != si || o.key != d.User.Key) {
 		other := in.Syncs[o.sync].Name
