@@ -153,24 +153,30 @@ const (
 // RecordResult is the result of one user at one provider.
 type RecordResult struct {
 	// provider is "<kind>/<name>" of the provider.
+	// +kubebuilder:validation:MaxLength=84
 	Provider string `json:"provider"`
 	// key of the user.
+	// +kubebuilder:validation:MaxLength=63
 	Key string `json:"key"`
 	// externalID is the vendor's id of the user.
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
 	ExternalID string `json:"externalID,omitempty"`
 	// state of the record.
 	State RecordState `json:"state"`
 	// action is the last action taken: Create, Update, Delete (asked), or
 	// Created, Updated, Adopted, Deleted (done).
 	// +optional
+	// +kubebuilder:validation:MaxLength=16
 	Action string `json:"action,omitempty"`
 	// reason is a short machine-readable cause for Pending and Failed
 	// records: the vendor's category, Conflict, RateLimited, Suspended, ...
 	// +optional
+	// +kubebuilder:validation:MaxLength=48
 	Reason string `json:"reason,omitempty"`
-	// message says why the record is Pending or Failed.
+	// message says why the record is Pending or Failed (at most 256 bytes).
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Message string `json:"message,omitempty"`
 	// attempts counts the writes of the current content that did not succeed.
 	// +optional
@@ -181,6 +187,7 @@ type RecordResult struct {
 	// hash of the declared content last written (Synced) or tried (Pending,
 	// Failed). A record whose hash equals its spec's is not written again.
 	// +optional
+	// +kubebuilder:validation:MaxLength=16
 	Hash string `json:"hash,omitempty"`
 }
 

@@ -30,12 +30,12 @@ import (
 )
 
 var (
-	testEnv   *envtest.Environment
-	cfg       *rest.Config
-	k8s       client.Client
-	ctx       context.Context
-	cancel    context.CancelFunc
-	fakes     = newFakeVendors()
+	testEnv    *envtest.Environment
+	cfg        *rest.Config
+	k8s        client.Client
+	ctx        context.Context
+	cancel     context.CancelFunc
+	fakes      = newFakeVendors()
 	testScheme = runtime.NewScheme()
 )
 

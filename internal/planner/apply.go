@@ -8,8 +8,12 @@ import (
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
-// MaxMessageLength is the longest record message stored, in bytes.
-const MaxMessageLength = 256
+// Bounds of the stored record fields, as the UserSync CRD enforces them.
+const (
+	MaxMessageLength    = 256
+	MaxReasonLength     = 48
+	MaxExternalIDLength = 64
+)
 
 // Outcome is the new state of the records of one UserSync after a loop.
 type Outcome struct {
@@ -60,6 +64,11 @@ func fold(now time.Time, it *Item, r providers.Result) (Record, bool) {
 	if it.Kind == Write {
 		rec.Hash = it.hash
 	}
+	if r.Err == nil && len(r.ExternalID) > MaxExternalIDLength {
+		// The status cannot hold it; never store a truncated id.
+		r.Err = &providers.RecordError{Permanent: true, Code: "ExternalIDTooLong",
+			Message: "the vendor returned an id longer than 64 bytes, which the status cannot hold"}
+	}
 	if r.Err == nil {
 		if it.Kind == Remove {
 			return Record{}, false
@@ -77,7 +86,7 @@ func fold(now time.Time, it *Item, r providers.Result) (Record, bool) {
 		re = &providers.RecordError{Message: r.Err.Error()}
 	}
 	rec.Action = string(it.Change.Op)
-	rec.Reason = re.Code
+	rec.Reason = Truncate(re.Code, MaxReasonLength)
 	if rec.Reason == "" {
 		rec.Reason = "Error"
 	}

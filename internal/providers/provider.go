@@ -129,7 +129,9 @@ type AuthError struct {
 	Message string
 }
 
-func (e *AuthError) Error() string { return fmt.Sprintf("%s (HTTP %d): %s", e.Reason, e.StatusCode, e.Message) }
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d): %s", e.Reason, e.StatusCode, e.Message)
+}
 
 // Unwrap makes errors.Is(err, ErrAuth) true.
 func (e *AuthError) Unwrap() error { return ErrAuth }
