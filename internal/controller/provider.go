@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -190,13 +189,6 @@ func (r *ProviderReconciler) baseTransport() http.RoundTripper {
 	return http.DefaultTransport.(*http.Transport).Clone()
 }
 
-// forget drops the cached client of a deleted provider.
-func (c *clientCache) forget(uid types.UID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, uid)
-}
-
 func vendorOptions(spec *usersv1.ProviderSpec) map[string]string {
 	opts := map[string]string{}
 	if h := spec.HubSpot; h != nil {
@@ -209,5 +201,3 @@ func vendorOptions(spec *usersv1.ProviderSpec) map[string]string {
 	}
 	return opts
 }
-
-var _ = time.Second

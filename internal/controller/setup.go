@@ -4,7 +4,6 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -104,5 +103,3 @@ func (r *ProviderReconciler) mapNamespaceToProviders(ctx context.Context, _ clie
 	}
 	return out
 }
-
-var _ = metav1.Now

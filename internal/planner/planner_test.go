@@ -1,7 +1,6 @@
 package planner
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -154,7 +153,6 @@ func TestApply(t *testing.T) {
 	if len(p2.Changes) != 1 || !p2.Changes[0].Retry {
 		t.Fatalf("want one retried create, got %+v", p2.Changes)
 	}
-	_ = errors.New
 }
 
 func TestHashIgnoresAttributeOrderButNotType(t *testing.T) {
