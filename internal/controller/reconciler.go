@@ -138,7 +138,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 	if err := r.writeProviderStatus(ctx, l, outcomes, stats); err != nil {
 		return result, err
 	}
-	return r.requeue(l, plan), nil
+	return r.requeue(l, planner.NextRetry(outcomes, r.Backoff)), nil
 }
 
 // gather lists the UserSyncs this provider serves and decides, for each,
@@ -278,14 +278,14 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, plan planner.Pla
 
 // requeue schedules the next loop: the earliest record retry, a quick retry
 // for a provider that is not ready, else the resync interval.
-func (r *ProviderReconciler) requeue(l *loop, plan planner.Plan) reconcileResult {
+func (r *ProviderReconciler) requeue(l *loop, nextRetry time.Time) reconcileResult {
 	after := r.ResyncInterval
 	if l.ready != nil && r.NotReadyRequeue < after {
 		after = r.NotReadyRequeue
 	}
-	if !plan.NextRetry.IsZero() {
-		if d := plan.NextRetry.Sub(l.now); d < after {
-			after = max(d, time.Second)
+	if !nextRetry.IsZero() {
+		if d := nextRetry.Sub(l.now); d < after {
+			after = max(d, 100*time.Millisecond)
 		}
 	}
 	return reconcileResult{RequeueAfter: after}

@@ -116,3 +116,22 @@ func Truncate(s string, n int) string {
 	}
 	return s[:cut] + ell
 }
+
+// NextRetry returns when the earliest record of the outcomes that awaits a
+// retry (Pending or Deleting after a failed attempt) becomes due; zero when
+// none does.
+func NextRetry(outcomes []Outcome, b Backoff) time.Time {
+	var next time.Time
+	for _, o := range outcomes {
+		for _, rec := range o.Records {
+			if rec.Attempts == 0 || (rec.State != StatePending && rec.State != StateDeleting) {
+				continue
+			}
+			due := rec.LastAttempt.Add(b.Delay(rec.Attempts))
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
+		}
+	}
+	return next
+}

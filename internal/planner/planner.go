@@ -143,9 +143,6 @@ type Plan struct {
 	// Changes are the writes to send, in a stable order; Change.ID indexes
 	// Items.
 	Changes []providers.Change
-	// NextRetry is the earliest time a waiting record becomes due; zero when
-	// none waits.
-	NextRetry time.Time
 }
 
 // Input is everything Compute needs.
@@ -185,12 +182,6 @@ func Compute(in Input) Plan {
 		if it.Kind == Write || it.Kind == Remove {
 			it.Change.ID = strconv.Itoa(i)
 			p.Changes = append(p.Changes, it.Change)
-		}
-		if it.Kind == Wait {
-			due := it.Record.LastAttempt.Add(in.Backoff.Delay(it.Record.Attempts))
-			if p.NextRetry.IsZero() || due.Before(p.NextRetry) {
-				p.NextRetry = due
-			}
 		}
 	}
 	return p

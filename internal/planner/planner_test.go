@@ -210,3 +210,20 @@ func BenchmarkCompute(b *testing.B) {
 		})
 	}
 }
+
+func TestNextRetry(t *testing.T) {
+	b := Backoff{Base: time.Second, Max: time.Minute}
+	out := []Outcome{{Records: map[string]Record{
+		"synced":  {State: StateSynced, LastAttempt: t0},
+		"failed":  {State: StateFailed, Attempts: 1, LastAttempt: t0},
+		"pending": {State: StatePending, Attempts: 3, LastAttempt: t0}, // due in 4s
+	}}, {Records: map[string]Record{
+		"deleting": {State: StateDeleting, Attempts: 2, LastAttempt: t0}, // due in 2s
+	}}}
+	if got, want := NextRetry(out, b), t0.Add(2*time.Second); !got.Equal(want) {
+		t.Errorf("NextRetry = %v, want %v", got, want)
+	}
+	if got := NextRetry(out[:0], b); !got.IsZero() {
+		t.Errorf("NextRetry of nothing = %v, want zero", got)
+	}
+}
