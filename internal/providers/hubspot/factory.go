@@ -1,0 +1,181 @@
+// Package hubspot writes users to HubSpot's CRM v3 `users` object through its
+// batch endpoints, and holds an emulator of that API for tests and the demo.
+//
+// Packing. A call carries at most 100 inputs (HubSpot's batch limit). With an
+// idProperty every create and update goes to batch/upsert keyed on it, which
+// is idempotent and safe to retry. Without one, known users (an externalID)
+// go to batch/update by record id, new users to batch/create, and deletions
+// to batch/archive.
+//
+// Correlation. Every input carries objectWriteTraceId = Change.ID; results and
+// errors are matched back by it and never by array order. Where HubSpot
+// leaves the trace id out, a result is matched by its id, its idProperty
+// value or its email, and a change with no match is reported as uncertain so
+// the engine retries it with a lookup first.
+//
+// Retries. A create is never repeated blindly: after a lost response the
+// engine resends the change with Retry set, and the client then searches by
+// email before creating. 429, 423, 477 and 5xx are waited out (Retry-After,
+// the rate-limit headers, or HubSpot's documented pauses) on the idempotent
+// endpoints; a 5xx on batch/create is reported as uncertain instead.
+//
+// Bad records. A per-record error in a 207 fails that record only. A whole
+// call refused with 400 is split in halves until the bad records are alone,
+// so k bad records among n cost O(k·log n) extra calls.
+package hubspot
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+const (
+	// DefaultEndpoint is HubSpot's public API.
+	DefaultEndpoint = "https://api.hubapi.com"
+	// MaxBatch is the inputs HubSpot accepts in one batch call.
+	MaxBatch = 100
+
+	// Properties the standard user fields are written to.
+	PropEmail     = "hs_email"
+	PropFirstName = "hs_given_name"
+	PropLastName  = "hs_family_name"
+
+	// Option keys of providers.Config.Options.
+	OptIDProperty  = "idProperty"
+	OptIDValueFrom = "idValueFrom"
+
+	// Values of OptIDValueFrom.
+	IDFromKey   = "Key"
+	IDFromEmail = "Email"
+
+	// Scopes the operator needs.
+	ScopeRead  = "crm.objects.users.read"
+	ScopeWrite = "crm.objects.users.write"
+)
+
+// DefaultScopes are the scopes a private app needs for the operator.
+var DefaultScopes = []string{ScopeRead, ScopeWrite}
+
+// Factory builds HubSpot clients.
+type Factory struct{}
+
+var _ providers.Factory = Factory{}
+
+// DefaultEndpoint implements providers.Factory.
+func (Factory) DefaultEndpoint() string { return DefaultEndpoint }
+
+// MaxBatchSize implements providers.Factory.
+func (Factory) MaxBatchSize() int { return MaxBatch }
+
+// DefaultRateLimit is the Free/Starter budget, the lowest documented one:
+// 100 requests per 10 seconds.
+func (Factory) DefaultRateLimit() (int, time.Duration) { return 100, 10 * time.Second }
+
+// New implements providers.Factory. It makes no network call.
+func (Factory) New(cfg providers.Config) (providers.Client, error) {
+	endpoint := cfg.Endpoint
+	if endpoint == "" {
+		endpoint = DefaultEndpoint
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("%w: endpoint %q is not an absolute URL", providers.ErrInvalidConfig, endpoint)
+	}
+	token := strings.TrimSpace(string(cfg.Credentials["token"]))
+	if token == "" {
+		return nil, fmt.Errorf("%w: the token in the Secret is empty", providers.ErrInvalidConfig)
+	}
+	c := &Client{
+		base:       strings.TrimRight(u.String(), "/") + "/crm/v3/objects/users",
+		token:      token,
+		batch:      cfg.BatchSize,
+		idProperty: cfg.Options[OptIDProperty],
+		idFrom:     cfg.Options[OptIDValueFrom],
+		http:       cfg.HTTPClient,
+		sleep:      cfg.Sleep,
+	}
+	if c.batch <= 0 || c.batch > MaxBatch {
+		c.batch = MaxBatch
+	}
+	switch c.idFrom {
+	case "":
+		c.idFrom = IDFromKey
+	case IDFromKey, IDFromEmail:
+	default:
+		return nil, fmt.Errorf("%w: hubspot.idValueFrom must be Key or Email, not %q", providers.ErrInvalidConfig, c.idFrom)
+	}
+	if c.idProperty == "" && cfg.Options[OptIDValueFrom] != "" {
+		return nil, fmt.Errorf("%w: hubspot.idValueFrom needs hubspot.idProperty", providers.ErrInvalidConfig)
+	}
+	if c.http == nil {
+		c.http = defaultHTTPClient
+	}
+	if c.sleep == nil {
+		c.sleep = providers.SleepContext
+	}
+	return c, nil
+}
+
+// Identity implements providers.Client: the idProperty value, or the
+// lower-cased email without an idProperty.
+func (c *Client) Identity(u providers.User) string {
+	if c.idProperty != "" && c.idFrom == IDFromKey {
+		return u.Key
+	}
+	return strings.ToLower(u.Email)
+}
+
+// idValue is the value written to the idProperty.
+func (c *Client) idValue(u providers.User) string {
+	if c.idFrom == IDFromEmail {
+		return strings.ToLower(u.Email)
+	}
+	return u.Key
+}
+
+// properties maps a user to HubSpot properties. Attributes are written to
+// the property of the same name; HubSpot takes every value as a string.
+// Empty names are sent as "" so that a name removed from the spec is cleared
+// (HubSpot: "an empty string clears a property").
+func (c *Client) properties(u providers.User) map[string]string {
+	p := make(map[string]string, len(u.Attributes)+4)
+	for k, v := range u.Attributes {
+		p[k] = scalar(v)
+	}
+	if u.Email != "" {
+		p[PropEmail] = u.Email
+	}
+	p[PropFirstName] = u.FirstName
+	p[PropLastName] = u.LastName
+	if c.idProperty != "" {
+		if v := c.idValue(u); v != "" {
+			p[c.idProperty] = v
+		}
+	}
+	return p
+}
+
+// scalar renders a JSON scalar the way HubSpot stores it.
+func scalar(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case bool:
+		return strconv.FormatBool(x)
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(x)
+	}
+}

@@ -1,0 +1,652 @@
+package hubspot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+const token = "pat-test-0123456789"
+
+// sleeps records the waits a client asked for, without waiting.
+type sleeps struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.d = append(s.d, d)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func (s *sleeps) all() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.d...)
+}
+
+type setup struct {
+	em    *Emulator
+	c     *Client
+	sleep *sleeps
+}
+
+func newSetup(t testing.TB, eo EmulatorOptions, opts map[string]string) setup {
+	t.Helper()
+	if eo.Tokens == nil {
+		eo.Tokens = map[string][]string{token: DefaultScopes}
+	}
+	if eo.RateLimit == 0 {
+		eo.RateLimit = -1
+	}
+	em := NewEmulator(eo)
+	em.Start()
+	t.Cleanup(em.Close)
+	s := &sleeps{}
+	c := newClient(t, em.URL(), token, opts, s.sleep)
+	return setup{em: em, c: c, sleep: s}
+}
+
+func newClient(t testing.TB, url, tok string, opts map[string]string, sleep func(context.Context, time.Duration) error) *Client {
+	t.Helper()
+	cl, err := Factory{}.New(providers.Config{Endpoint: url, Credentials: map[string][]byte{"token": []byte(tok)},
+		Options: opts, Sleep: sleep})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return cl.(*Client)
+}
+
+func user(i int) providers.User {
+	return providers.User{Key: fmt.Sprintf("u%03d", i), Email: fmt.Sprintf("User%03d@Example.com", i),
+		FirstName: "First", LastName: fmt.Sprintf("Last%d", i),
+		Attributes: map[string]any{"hs_job_title": "Engineer", "seniority": float64(i), "remote": i%2 == 0}}
+}
+
+func creates(n int) []providers.Change {
+	out := make([]providers.Change, n)
+	for i := range out {
+		out[i] = providers.Change{ID: fmt.Sprintf("c%d", i), Op: providers.OpCreate, User: user(i)}
+	}
+	return out
+}
+
+func apply(t testing.TB, c *Client, chs []providers.Change) map[string]providers.Result {
+	t.Helper()
+	res, err := c.Apply(context.Background(), chs)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if len(res) != len(chs) {
+		t.Fatalf("Apply returned %d results for %d changes", len(res), len(chs))
+	}
+	m := make(map[string]providers.Result, len(res))
+	for _, r := range res {
+		if _, dup := m[r.ID]; dup {
+			t.Fatalf("two results for %s", r.ID)
+		}
+		m[r.ID] = r
+	}
+	return m
+}
+
+func recErr(t testing.TB, r providers.Result) *providers.RecordError {
+	t.Helper()
+	var re *providers.RecordError
+	if !errors.As(r.Err, &re) {
+		t.Fatalf("result %s: want a RecordError, got %v", r.ID, r.Err)
+	}
+	return re
+}
+
+// checkWritten asserts every change succeeded with the action and that the
+// emulator's user behind its ExternalID carries its email.
+func checkWritten(t *testing.T, em *Emulator, chs []providers.Change, res map[string]providers.Result, action providers.Action) {
+	t.Helper()
+	for _, ch := range chs {
+		r := res[ch.ID]
+		if r.Err != nil || r.Action != action || r.ExternalID == "" {
+			t.Fatalf("%s: got %+v, want %s with an id", ch.ID, r, action)
+		}
+		u, ok := em.UserByID(r.ExternalID)
+		if !ok || !strings.EqualFold(u.Properties[PropEmail], ch.User.Email) {
+			t.Fatalf("%s: ExternalID %s is user %+v, not %s", ch.ID, r.ExternalID, u, ch.User.Email)
+		}
+	}
+}
+
+func TestCreateThenUpdateInBatches(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{ShuffleResults: true}, nil)
+	chs := creates(250)
+	res := apply(t, s.c, chs)
+	checkWritten(t, s.em, chs, res, providers.ActionCreated)
+	if got := s.em.Inputs(EndpointCreate); fmt.Sprint(got) != "[100 100 50]" {
+		t.Fatalf("create calls: %v, want [100 100 50]", got)
+	}
+	u, _ := s.em.UserByID(res["c7"].ExternalID)
+	want := map[string]string{PropEmail: "User007@Example.com", PropFirstName: "First", PropLastName: "Last7",
+		"hs_job_title": "Engineer", "seniority": "7", "remote": "false"}
+	for k, v := range want {
+		if u.Properties[k] != v {
+			t.Errorf("property %s = %q, want %q", k, u.Properties[k], v)
+		}
+	}
+
+	s.em.ResetCounters()
+	var upd []providers.Change
+	for i := 0; i < 5; i++ {
+		ch := chs[i*40]
+		ch.Op, ch.ExternalID = providers.OpUpdate, res[ch.ID].ExternalID
+		ch.User.Attributes = map[string]any{"hs_job_title": "Manager"}
+		upd = append(upd, ch)
+	}
+	res2 := apply(t, s.c, upd)
+	checkWritten(t, s.em, upd, res2, providers.ActionUpdated)
+	if got := s.em.Inputs(EndpointUpdate); fmt.Sprint(got) != "[5]" {
+		t.Fatalf("update calls: %v, want [5]", got)
+	}
+	if n := s.em.Calls(EndpointCreate); n != 0 {
+		t.Fatalf("%d creates on update", n)
+	}
+	if u, _ := s.em.UserByID(upd[2].ExternalID); u.Properties["hs_job_title"] != "Manager" {
+		t.Fatalf("update not applied: %+v", u)
+	}
+}
+
+func TestResultsCorrelatedWithoutOrderOrTraceIDs(t *testing.T) {
+	for _, eo := range []EmulatorOptions{{ShuffleResults: true}, {ShuffleResults: true, OmitTraceIDs: true}} {
+		t.Run(fmt.Sprintf("omitTrace=%v", eo.OmitTraceIDs), func(t *testing.T) {
+			s := newSetup(t, eo, nil)
+			chs := creates(30)
+			res := apply(t, s.c, chs)
+			checkWritten(t, s.em, chs, res, providers.ActionCreated)
+			for i := range chs {
+				chs[i].Op, chs[i].ExternalID = providers.OpUpdate, res[chs[i].ID].ExternalID
+			}
+			checkWritten(t, s.em, chs, apply(t, s.c, chs), providers.ActionUpdated)
+		})
+	}
+}
+
+func rejectTitle(props map[string]string) (string, string, bool) {
+	if strings.Contains(props["hs_job_title"], "<") {
+		return "VALIDATION_ERROR", "Property values were not valid: hs_job_title may not contain markup", true
+	}
+	return "", "", false
+}
+
+func TestRejectedRecordsFailAlone(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wholeCall=%v", whole), func(t *testing.T) {
+			s := newSetup(t, EmulatorOptions{Reject: rejectTitle, WholeCallErrors: whole}, nil)
+			chs := creates(100)
+			bad := map[string]bool{}
+			for _, i := range []int{3, 47, 98} {
+				chs[i].User.Attributes = map[string]any{"hs_job_title": "<b>x</b>"}
+				bad[chs[i].ID] = true
+			}
+			res := apply(t, s.c, chs)
+			for _, ch := range chs {
+				r := res[ch.ID]
+				if bad[ch.ID] {
+					re := recErr(t, r)
+					if !re.Permanent || re.Code != "VALIDATION_ERROR" || !strings.Contains(re.Message, "markup") {
+						t.Fatalf("%s: %+v", ch.ID, re)
+					}
+					continue
+				}
+				if r.Err != nil || r.Action != providers.ActionCreated {
+					t.Fatalf("%s: %+v", ch.ID, r)
+				}
+			}
+			calls := s.em.Calls(EndpointCreate)
+			bound := 1 + 2*len(bad)*int(math.Ceil(math.Log2(100)))
+			t.Logf("%d bad records in 100: %d create calls (bound %d)", len(bad), calls, bound)
+			if !whole && calls != 1 {
+				t.Fatalf("207 answer: %d calls, want 1", calls)
+			}
+			if calls > bound {
+				t.Fatalf("%d calls, over the bound %d", calls, bound)
+			}
+			if n := len(s.em.Users()); n != 97 {
+				t.Fatalf("%d users at HubSpot, want 97", n)
+			}
+		})
+	}
+}
+
+func TestUpsertByIDProperty(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, map[string]string{OptIDProperty: "k8s_key"})
+	chs := creates(120)
+	res := apply(t, s.c, chs)
+	checkWritten(t, s.em, chs, res, providers.ActionCreated)
+	if got := s.em.Inputs(EndpointUpsert); fmt.Sprint(got) != "[100 20]" {
+		t.Fatalf("upsert calls: %v", got)
+	}
+	if s.em.Calls(EndpointCreate)+s.em.Calls(EndpointSearch) != 0 {
+		t.Fatal("upsert mode must not create or search")
+	}
+	u, _ := s.em.UserByID(res["c5"].ExternalID)
+	if u.Properties["k8s_key"] != "u005" {
+		t.Fatalf("idProperty not written: %+v", u.Properties)
+	}
+	// A lost answer is harmless: the same upsert again updates.
+	for i := range chs {
+		chs[i].Retry = true
+	}
+	checkWritten(t, s.em, chs, apply(t, s.c, chs), providers.ActionUpdated)
+	if n := len(s.em.Users()); n != 120 {
+		t.Fatalf("%d users after a repeated upsert, want 120", n)
+	}
+}
+
+func TestUpsertByNonUniquePropertyFailsWithoutBisecting(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{}, map[string]string{OptIDProperty: "nickname"})
+	res := apply(t, s.c, creates(64))
+	for _, r := range res {
+		if re := recErr(t, r); !re.Permanent || !strings.Contains(re.Message, "non-unique") {
+			t.Fatalf("%+v", re)
+		}
+	}
+	if n := s.em.Calls(EndpointUpsert); n != 1 {
+		t.Fatalf("%d upsert calls, want 1", n)
+	}
+}
+
+func TestLostCreateAnswerNeverDuplicates(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{}, nil)
+	s.em.Inject(EndpointCreate, Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
+	chs := creates(10)
+	res := apply(t, s.c, chs)
+	for _, ch := range chs {
+		if re := recErr(t, res[ch.ID]); re.Permanent || !re.Uncertain {
+			t.Fatalf("%s: %+v, want uncertain", ch.ID, re)
+		}
+	}
+	if n := s.em.Calls(EndpointCreate); n != 1 {
+		t.Fatalf("a create answered 5xx was resent %d times", n-1)
+	}
+	if n := len(s.em.Users()); n != 10 {
+		t.Fatalf("%d users, want the 10 the lost call made", n)
+	}
+	// The engine resends with Retry: the client looks before creating.
+	for i := range chs {
+		chs[i].Retry = true
+	}
+	chs = append(chs, providers.Change{ID: "fresh", Op: providers.OpCreate, Retry: true, User: user(99)})
+	res = apply(t, s.c, chs)
+	checkWritten(t, s.em, chs[:10], res, providers.ActionAdopted)
+	checkWritten(t, s.em, chs[10:], res, providers.ActionCreated)
+	if n := len(s.em.Users()); n != 11 {
+		t.Fatalf("%d users after the retry, want 11: a duplicate was made", n)
+	}
+	if n := s.em.Calls(EndpointSearch); n != 1 {
+		t.Fatalf("%d searches, want 1", n)
+	}
+}
+
+func TestConflictOnCreateAdoptsTheExistingUser(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{}, nil)
+	id := s.em.Put(map[string]string{PropEmail: "user001@example.com", "hs_job_title": "Old"})
+	chs := creates(3)
+	res := apply(t, s.c, chs)
+	if r := res["c1"]; r.Err != nil || r.Action != providers.ActionAdopted || r.ExternalID != id {
+		t.Fatalf("conflict not adopted: %+v (existing %s)", r, id)
+	}
+	if u, _ := s.em.UserByID(id); u.Properties["hs_job_title"] != "Engineer" {
+		t.Fatalf("adopted user not updated: %+v", u.Properties)
+	}
+	checkWritten(t, s.em, []providers.Change{chs[0], chs[2]}, res, providers.ActionCreated)
+	if n := len(s.em.Users()); n != 3 {
+		t.Fatalf("%d users, want 3", n)
+	}
+}
+
+func TestUserDeletedAtHubSpotIsRecreated(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{}, nil)
+	chs := creates(2)
+	res := apply(t, s.c, chs)
+	old := res["c0"].ExternalID
+	s.em.Archive(old)
+	for i := range chs {
+		chs[i].Op, chs[i].ExternalID = providers.OpUpdate, res[chs[i].ID].ExternalID
+	}
+	res = apply(t, s.c, chs)
+	if r := res["c0"]; r.Err != nil || r.Action != providers.ActionCreated || r.ExternalID == old {
+		t.Fatalf("vanished user: %+v", r)
+	}
+	checkWritten(t, s.em, chs[1:], res, providers.ActionUpdated)
+}
+
+func TestDelete(t *testing.T) {
+	t.Run("by id", func(t *testing.T) {
+		s := newSetup(t, EmulatorOptions{}, nil)
+		chs := creates(150)
+		res := apply(t, s.c, chs)
+		var del []providers.Change
+		for i := 0; i < 150; i += 2 {
+			del = append(del, providers.Change{ID: chs[i].ID, Op: providers.OpDelete, ExternalID: res[chs[i].ID].ExternalID,
+				User: providers.User{Key: chs[i].User.Key}})
+		}
+		// A user already gone and one never known are deleted too.
+		del = append(del, providers.Change{ID: "gone", Op: providers.OpDelete, ExternalID: "999999"},
+			providers.Change{ID: "unknown", Op: providers.OpDelete, User: providers.User{Key: "x"}})
+		for id, r := range apply(t, s.c, del) {
+			if r.Err != nil || r.Action != providers.ActionDeleted {
+				t.Fatalf("%s: %+v", id, r)
+			}
+		}
+		if got := s.em.Inputs(EndpointArchive); fmt.Sprint(got) != "[76]" {
+			t.Fatalf("archive calls %v", got)
+		}
+		if n := len(s.em.Users()); n != 75 {
+			t.Fatalf("%d users left, want 75", n)
+		}
+		if _, ok := s.em.UserByID(res["c1"].ExternalID); !ok {
+			t.Fatal("a kept user vanished")
+		}
+	})
+	t.Run("by idProperty without an id", func(t *testing.T) {
+		s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, map[string]string{OptIDProperty: "k8s_key"})
+		apply(t, s.c, creates(4))
+		del := []providers.Change{
+			{ID: "d1", Op: providers.OpDelete, User: providers.User{Key: "u001"}},
+			{ID: "d9", Op: providers.OpDelete, User: providers.User{Key: "u009"}},
+		}
+		for id, r := range apply(t, s.c, del) {
+			if r.Err != nil || r.Action != providers.ActionDeleted {
+				t.Fatalf("%s: %+v", id, r)
+			}
+		}
+		if s.em.Calls(EndpointRead) != 1 || fmt.Sprint(s.em.Inputs(EndpointArchive)) != "[1]" {
+			t.Fatalf("read %d, archive %v", s.em.Calls(EndpointRead), s.em.Inputs(EndpointArchive))
+		}
+		if n := len(s.em.Users()); n != 3 {
+			t.Fatalf("%d users, want 3", n)
+		}
+	})
+}
+
+func TestCredentialsRefused(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{Tokens: map[string][]string{token: {ScopeRead}, "other": DefaultScopes}}, nil)
+	cases := []struct {
+		name, token, reason, msg string
+	}{
+		{"wrong token", "pat-wrong-secret", "Unauthorized", "Authentication credentials not found"},
+		{"missing scope", token, "Forbidden", ScopeWrite},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t, s.em.URL(), tc.token, nil, s.sleep.sleep)
+			_, err := c.Apply(context.Background(), creates(3))
+			var ae *providers.AuthError
+			if !errors.Is(err, providers.ErrAuth) || !errors.As(err, &ae) || ae.Reason != tc.reason || !strings.Contains(ae.Message, tc.msg) {
+				t.Fatalf("Apply: %v", err)
+			}
+			if strings.Contains(err.Error(), tc.token) {
+				t.Fatal("the error holds the token")
+			}
+			if len(s.em.Users()) != 0 {
+				t.Fatal("refused call wrote users")
+			}
+		})
+	}
+	if err := newClient(t, s.em.URL(), "pat-wrong-secret", nil, nil).Verify(context.Background()); !errors.Is(err, providers.ErrAuth) {
+		t.Fatalf("Verify with a wrong token: %v", err)
+	}
+	if err := s.c.Verify(context.Background()); err != nil {
+		t.Fatalf("Verify with a read scope: %v", err)
+	}
+}
+
+func TestRetryableAnswers(t *testing.T) {
+	cases := []struct {
+		name     string
+		endpoint string
+		fault    Fault
+		op       providers.Op
+		waits    string
+		calls    int
+		failCode string // empty: succeeds
+	}{
+		{"503 on update is retried", EndpointUpdate, Fault{Status: 503, Count: 2}, providers.OpUpdate, "[1s 2s]", 3, ""},
+		{"423 waits two seconds", EndpointUpdate, Fault{Status: 423, Count: 1}, providers.OpUpdate, "[2s]", 2, ""},
+		{"477 honours Retry-After", EndpointCreate, Fault{Status: 477, Count: 1, RetryAfter: "7"}, providers.OpCreate, "[7s]", 2, ""},
+		{"429 on create is retried: nothing was done", EndpointCreate, Fault{Status: 429, Count: 1, RetryAfter: "3"}, providers.OpCreate, "[3s]", 2, ""},
+		{"503 on create is not resent", EndpointCreate, Fault{Status: 503, Count: 1}, providers.OpCreate, "[]", 1, "VendorUnavailable"},
+		{"persistent 502 gives up", EndpointUpdate, Fault{Status: 502, Count: 100}, providers.OpUpdate, "[1s 2s 4s 8s 16s]", 6, "VendorUnavailable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSetup(t, EmulatorOptions{}, nil)
+			chs := creates(5)
+			if tc.op == providers.OpUpdate {
+				res := apply(t, s.c, chs)
+				for i := range chs {
+					chs[i].Op, chs[i].ExternalID = providers.OpUpdate, res[chs[i].ID].ExternalID
+				}
+				s.em.ResetCounters()
+			}
+			s.em.Inject(tc.endpoint, tc.fault)
+			res := apply(t, s.c, chs)
+			if got := fmt.Sprint(s.sleep.all()); got != tc.waits {
+				t.Errorf("waits %s, want %s", got, tc.waits)
+			}
+			if n := s.em.Calls(tc.endpoint); n != tc.calls {
+				t.Errorf("%d calls, want %d", n, tc.calls)
+			}
+			for _, r := range res {
+				if tc.failCode == "" && r.Err != nil {
+					t.Fatalf("%s: %v", r.ID, r.Err)
+				}
+				if tc.failCode != "" {
+					if re := recErr(t, r); re.Permanent || re.Code != tc.failCode {
+						t.Fatalf("%s: %+v", r.ID, re)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestRateLimitedByTheEmulatorStillConverges(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{RateLimit: 3, RateWindow: 300 * time.Millisecond}, nil)
+	s.c.sleep = providers.SleepContext
+	chs := creates(1000)
+	checkWritten(t, s.em, chs, apply(t, s.c, chs), providers.ActionCreated)
+	if s.em.Throttled() == 0 {
+		t.Fatal("the emulator never throttled: the test proves nothing")
+	}
+	if m := s.em.MaxInWindow(); m > 3 {
+		t.Fatalf("%d calls in one window, limit 3", m)
+	}
+	if n := s.em.Calls(EndpointCreate); n != 10 {
+		t.Fatalf("%d create calls made it, want 10", n)
+	}
+}
+
+func TestDailyLimitIsNotWaitedFor(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"status": "error", "message": "You have reached your daily limit.",
+			"errorType": "RATE_LIMIT", "policyName": "DAILY"})
+	}))
+	defer srv.Close()
+	s := &sleeps{}
+	c := newClient(t, srv.URL, token, nil, s.sleep)
+	res := apply(t, c, creates(2))
+	for _, r := range res {
+		if re := recErr(t, r); re.Permanent || re.Code != "RateLimited" || !strings.Contains(re.Message, "daily") {
+			t.Fatalf("%+v", re)
+		}
+	}
+	if len(s.all()) != 0 {
+		t.Fatalf("waited %v for a daily limit", s.all())
+	}
+}
+
+// TestTolerantParsing feeds answers shaped differently from the emulator's:
+// numeric ids, no trace ids, errors naming inputs only in context.ids,
+// unknown fields.
+func TestTolerantParsing(t *testing.T) {
+	cases := []struct {
+		name   string
+		op     providers.Op
+		status int
+		body   string
+		want   map[string]string // change id -> ExternalID or "err:CODE" or "uncertain"
+	}{
+		{"numeric ids matched by email", providers.OpCreate, 201,
+			`{"results":[{"id":12,"properties":{"hs_email":"user001@example.com"}},{"id":11,"properties":{"hs_email":"USER000@example.com"}}],"extra":{"x":1}}`,
+			map[string]string{"c0": "11", "c1": "12"}},
+		{"error names the trace id in context", providers.OpCreate, 207,
+			`{"results":[{"id":"5","objectWriteTraceId":"c1"}],"errors":[{"category":"VALIDATION_ERROR","message":"bad","context":{"objectWriteTraceId":["c0"]}}]}`,
+			map[string]string{"c0": "err:VALIDATION_ERROR", "c1": "5"}},
+		{"update error names the record id", providers.OpUpdate, 207,
+			`{"results":[{"id":"101"}],"errors":[{"category":"VALIDATION_ERROR","message":"bad","context":{"ids":["100"]}}]}`,
+			map[string]string{"c0": "err:VALIDATION_ERROR", "c1": "101"}},
+		{"a record the answer omits is uncertain", providers.OpCreate, 201,
+			`{"status":"COMPLETE","results":[{"id":"7","objectWriteTraceId":"c0"}]}`,
+			map[string]string{"c0": "7", "c1": "uncertain"}},
+		{"an unreadable body is uncertain", providers.OpCreate, 201, `<html>`,
+			map[string]string{"c0": "uncertain", "c1": "uncertain"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			defer srv.Close()
+			chs := creates(2)
+			if tc.op == providers.OpUpdate {
+				for i := range chs {
+					chs[i].Op, chs[i].ExternalID = providers.OpUpdate, fmt.Sprint(100+i)
+				}
+			}
+			res := apply(t, newClient(t, srv.URL, token, nil, (&sleeps{}).sleep), chs)
+			for id, want := range tc.want {
+				r := res[id]
+				switch {
+				case want == "uncertain":
+					if re := recErr(t, r); !re.Uncertain || re.Permanent {
+						t.Errorf("%s: %+v", id, re)
+					}
+				case strings.HasPrefix(want, "err:"):
+					if re := recErr(t, r); re.Code != want[4:] || !re.Permanent {
+						t.Errorf("%s: %+v", id, re)
+					}
+				default:
+					if r.Err != nil || r.ExternalID != want {
+						t.Errorf("%s: %+v, want id %s", id, r, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestCancelledBeforeSending(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := s.c.Apply(ctx, creates(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if re := recErr(t, r); re.Permanent || re.Uncertain || re.Code != "Cancelled" {
+			t.Fatalf("%+v", re)
+		}
+	}
+	if s.em.Calls(EndpointCreate) != 0 {
+		t.Fatal("sent after cancel")
+	}
+}
+
+func TestFactoryNew(t *testing.T) {
+	cases := []struct {
+		name    string
+		cfg     providers.Config
+		wantErr string
+		batch   int
+	}{
+		{"defaults", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}}, "", 100},
+		{"batch capped", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, BatchSize: 500}, "", 100},
+		{"batch kept", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, BatchSize: 25}, "", 25},
+		{"empty token", providers.Config{Credentials: map[string][]byte{"token": []byte(" \n")}}, "token in the Secret is empty", 0},
+		{"relative endpoint", providers.Config{Endpoint: "api.hubapi.com", Credentials: map[string][]byte{"token": []byte("t")}}, "not an absolute URL", 0},
+		{"idValueFrom alone", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Options: map[string]string{OptIDValueFrom: "Email"}}, "needs hubspot.idProperty", 0},
+		{"bad idValueFrom", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Options: map[string]string{OptIDProperty: "x", OptIDValueFrom: "Name"}}, "must be Key or Email", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Factory{}.New(tc.cfg)
+			if tc.wantErr != "" {
+				if !errors.Is(err, providers.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.(*Client).batch; got != tc.batch {
+				t.Fatalf("batch %d, want %d", got, tc.batch)
+			}
+		})
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	u := providers.User{Key: "alice", Email: "Alice@Example.com"}
+	cases := []struct {
+		opts map[string]string
+		want string
+	}{
+		{nil, "alice@example.com"},
+		{map[string]string{OptIDProperty: "k8s_key"}, "alice"},
+		{map[string]string{OptIDProperty: "k8s_key", OptIDValueFrom: IDFromKey}, "alice"},
+		{map[string]string{OptIDProperty: "hs_email", OptIDValueFrom: IDFromEmail}, "alice@example.com"},
+	}
+	for _, tc := range cases {
+		c := newClient(t, "https://example.invalid", token, tc.opts, nil)
+		if got := c.Identity(u); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.opts, got, tc.want)
+		}
+	}
+}
+
+func TestRecordsHubSpotCannotIdentify(t *testing.T) {
+	s := newSetup(t, EmulatorOptions{}, nil)
+	chs := []providers.Change{{ID: "x", Op: providers.OpCreate, User: providers.User{Key: "noemail"}}}
+	if re := recErr(t, apply(t, s.c, chs)["x"]); !re.Permanent || re.Code != "NoIdentity" {
+		t.Fatalf("%+v", re)
+	}
+}
+
+func BenchmarkApplyCreate1000(b *testing.B) {
+	s := newSetup(b, EmulatorOptions{}, nil)
+	chs := creates(1000)
+	b.ReportAllocs()
+	round := 0
+	for b.Loop() {
+		round++
+		for i := range chs {
+			chs[i].User.Email = fmt.Sprintf("b%d-%d@example.com", round, i)
+		}
+		if _, err := s.c.Apply(context.Background(), chs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
