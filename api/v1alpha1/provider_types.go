@@ -18,6 +18,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.endpoint) || url(self.endpoint).getScheme() == 'https' || (url(self.endpoint).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="endpoint must be an https:// URL; plain http:// is refused unless allowInsecureHTTP is true",fieldPath=".endpoint"
 // +kubebuilder:validation:XValidation:rule="!has(self.batchSize) || self.type != 'HubSpot' || self.batchSize <= 100",message="HubSpot takes at most 100 records per batch call",fieldPath=".batchSize"
 // +kubebuilder:validation:XValidation:rule="!has(self.hubspot) || self.type == 'HubSpot'",message="hubspot options are only allowed with type HubSpot",fieldPath=".hubspot"
+// +kubebuilder:validation:XValidation:rule="!has(self.propel) || !has(self.propel.tokenURL) || url(self.propel.tokenURL).getScheme() == 'https' || (url(self.propel.tokenURL).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="propel.tokenURL must be an https:// URL; plain http:// is refused unless allowInsecureHTTP is true",fieldPath=".propel.tokenURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.propel) || self.type == 'Propel'",message="propel options are only allowed with type Propel",fieldPath=".propel"
 type ProviderSpec struct {
 	// type is the vendor: HubSpot, Propel or UserCom.
 	// +required
@@ -56,6 +58,10 @@ type ProviderSpec struct {
 	// hubspot holds the HubSpot options.
 	// +optional
 	HubSpot *HubSpotOptions `json:"hubspot,omitempty"`
+
+	// propel holds the Propel options.
+	// +optional
+	Propel *PropelOptions `json:"propel,omitempty"`
 }
 
 // SecretKeyReference selects one key of a Secret.
@@ -114,6 +120,36 @@ type HubSpotOptions struct {
 	// +optional
 	// +kubebuilder:validation:Enum=Key;Email
 	IDValueFrom string `json:"idValueFrom,omitempty"`
+}
+
+// PropelOptions are the Propel-specific settings. Propel authenticates with
+// the OAuth 2.0 client-credentials grant: credentialsRef selects the client
+// secret, and clientIDKey names the key of the same Secret that holds the
+// client id.
+type PropelOptions struct {
+	// source is written with every user; Propel matches users on (source,
+	// sourceId), and sourceId is the user's key. Defaults to
+	// "usersync-operator". Changing it makes Propel create new users.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][-A-Za-z0-9_.]*$`
+	Source string `json:"source,omitempty"`
+
+	// clientIDKey is the key of the credentials Secret that holds the OAuth
+	// client id. Defaults to "clientId".
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	ClientIDKey string `json:"clientIDKey,omitempty"`
+
+	// tokenURL is the OAuth 2.0 token endpoint. Defaults to /oauth2/token on
+	// the endpoint's host (https://api.helice.cloud/oauth2/token).
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="tokenURL must be an absolute URL such as https://api.helice.cloud/oauth2/token"
+	TokenURL string `json:"tokenURL,omitempty"`
 }
 
 // ProviderStatus is the observed state of a UserProvider or ClusterUserProvider.

@@ -1,0 +1,802 @@
+package propel
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EmulatorOptions configures an Emulator.
+type EmulatorOptions struct {
+	// Clients maps the client ids the token endpoint accepts to their
+	// secrets.
+	Clients map[string]string
+	// TokenTTL is the lifetime of an access token; 0 means Propel's 30
+	// minutes.
+	TokenTTL time.Duration
+	// MaxBatch is the most users one bulk call may carry; 0 means 100. A
+	// larger call is refused with a SchemaValidationException.
+	MaxBatch int
+	// Latency delays every answer.
+	Latency time.Duration
+	// Validate is an extra rule for every user of a bulk call: i is the
+	// user's index in the call. A bad user is refused with message.
+	Validate func(i int, u map[string]any) (message string, bad bool)
+	// AnonymousErrors leaves the pointer ("#/users/3: ") out of schema
+	// messages, so that a client cannot tell which user was bad.
+	AnonymousErrors bool
+	// ShuffleResults answers a bulk call's items in an order other than the
+	// request's.
+	ShuffleResults bool
+}
+
+// Emulator is an in-memory Propel REST v2 API for tests and the demo. It
+// serves the token endpoint, the bulk user upserts and the user lookup, at
+// the root and under /v2. It is safe for concurrent use.
+//
+// Its fidelity: Propel's documented request and answer shapes and error
+// codes. Where Propel documents nothing, it makes these choices: a bulk
+// call is checked against the schema as a whole and refused with one 400
+// that lists every bad user; /users/bulk/id creates a user under a new id
+// when it does not know the id it is given; a numeric sourceId is echoed as
+// a JSON number, as in Propel's documented example answer.
+type Emulator struct {
+	opts EmulatorOptions
+	srv  *http.Server
+	url  string
+
+	mu       sync.Mutex
+	tokens   map[string]time.Time
+	users    map[int64]map[string]any
+	bySource map[sourceKey]int64
+	nextID   int64
+	calls    map[string]int
+	inputs   map[string][]int
+	faults   map[string][]*fault
+}
+
+// sourceKey is the natural key Propel matches bulk/sourceId users on.
+type sourceKey struct{ source, sourceID, language string }
+
+// fault is an injected answer.
+type fault struct {
+	status     int
+	count      int
+	afterApply bool
+}
+
+// Paths the emulator serves.
+const (
+	emuTokenPath  = "/oauth2/token"
+	emuBulkSource = "/users/bulk/sourceId"
+	emuBulkID     = "/users/bulk/id"
+)
+
+// NewEmulator returns an Emulator that is not listening yet.
+func NewEmulator(o EmulatorOptions) *Emulator {
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = defaultTokenLifetime
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = MaxBatch
+	}
+	e := &Emulator{
+		opts:     o,
+		tokens:   map[string]time.Time{},
+		users:    map[int64]map[string]any{},
+		bySource: map[sourceKey]int64{},
+		nextID:   1000,
+		calls:    map[string]int{},
+		inputs:   map[string][]int{},
+		faults:   map[string][]*fault{},
+	}
+	e.srv = &http.Server{Handler: e.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return e
+}
+
+// Start serves on a free port of 127.0.0.1 and returns the base URL. It
+// panics when no port can be opened, as httptest.NewServer does.
+func (e *Emulator) Start() string {
+	if err := e.StartOn("127.0.0.1:0"); err != nil {
+		panic(fmt.Sprintf("propel emulator: %v", err))
+	}
+	return e.url
+}
+
+// StartOn serves on addr (host:port).
+func (e *Emulator) StartOn(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	e.url = "http://" + l.Addr().String()
+	go func() { _ = e.srv.Serve(l) }()
+	return nil
+}
+
+// URL is the base URL the emulator serves on.
+func (e *Emulator) URL() string { return e.url }
+
+// Close stops serving and closes open connections.
+func (e *Emulator) Close() { _ = e.srv.Close() }
+
+// ExpireTokens makes every access token issued so far invalid.
+func (e *Emulator) ExpireTokens() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.tokens)
+}
+
+// Inject makes the next count requests to path (e.g. "/users/bulk/sourceId"
+// or "/oauth2/token") answer status without doing anything. A 429 carries
+// Retry-After: 1.
+func (e *Emulator) Inject(path string, status, count int) {
+	e.inject(path, &fault{status: status, count: count})
+}
+
+// InjectAfterApply makes the next count requests to path do their work and
+// then answer status instead of their result: a lost response.
+func (e *Emulator) InjectAfterApply(path string, status, count int) {
+	e.inject(path, &fault{status: status, count: count, afterApply: true})
+}
+
+func (e *Emulator) inject(path string, f *fault) {
+	if f.count <= 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults[path] = append(e.faults[path], f)
+}
+
+// Calls counts the requests to path that passed authentication, including
+// refused and faulted ones. Token requests count under "/oauth2/token"; a
+// lookup counts under its own path, e.g. "/users/sourceId/42".
+func (e *Emulator) Calls(path string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.calls[path]
+}
+
+// Inputs lists the number of users of every bulk call to path counted by
+// Calls, in order.
+func (e *Emulator) Inputs(path string) []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.inputs[path])
+}
+
+// ResetCounters zeroes Calls and Inputs; users, tokens and faults stay.
+func (e *Emulator) ResetCounters() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.calls)
+	clear(e.inputs)
+}
+
+// Users returns a copy of every stored user, ordered by id. A user's "id"
+// is an int64; numbers it was sent with are json.Number.
+func (e *Emulator) Users() []map[string]any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(e.users))
+	out := make([]map[string]any, len(ids))
+	for i, id := range ids {
+		out[i] = deepCopy(e.users[id]).(map[string]any)
+	}
+	return out
+}
+
+// UserBySourceID returns a copy of the user with this source and sourceId;
+// of several (one per language) the one with the lowest id.
+func (e *Emulator) UserBySourceID(source, sourceID string) (map[string]any, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := e.findBySource(source, sourceID, nil)
+	if u == nil {
+		return nil, false
+	}
+	return deepCopy(u).(map[string]any), true
+}
+
+// findBySource finds a user by source and sourceId, and by language unless
+// language is nil. Callers hold e.mu.
+func (e *Emulator) findBySource(source, sourceID string, language *string) map[string]any {
+	if language != nil {
+		if id, ok := e.bySource[sourceKey{source, sourceID, *language}]; ok {
+			return e.users[id]
+		}
+		return nil
+	}
+	best := int64(-1)
+	for k, id := range e.bySource {
+		if k.source == source && k.sourceID == sourceID && (best < 0 || id < best) {
+			best = id
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return e.users[best]
+}
+
+// routes is the emulator's handler.
+func (e *Emulator) routes() http.Handler {
+	api := http.NewServeMux()
+	api.HandleFunc("POST "+emuBulkSource, func(w http.ResponseWriter, r *http.Request) { e.bulk(w, r, "sourceId") })
+	api.HandleFunc("POST "+emuBulkID, func(w http.ResponseWriter, r *http.Request) { e.bulk(w, r, "id") })
+	api.HandleFunc("GET /users/{lookupKey}/{lookupValue}", e.getUser)
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := strings.CutPrefix(r.URL.Path, "/v2/"); ok {
+			r.URL.Path = "/" + p
+			r.URL.RawPath = ""
+		}
+		if e.opts.Latency > 0 {
+			t := time.NewTimer(e.opts.Latency)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		if r.URL.Path == emuTokenPath {
+			e.serveWithFaults(w, r, http.HandlerFunc(e.token))
+			return
+		}
+		if !e.authorized(r) {
+			writeEmuError(w, http.StatusUnauthorized, "10001", "AuthenticationException", "invalid or expired access token")
+			return
+		}
+		e.serveWithFaults(w, r, api)
+	})
+}
+
+// serveWithFaults counts the request, then serves it or answers an
+// injected fault.
+func (e *Emulator) serveWithFaults(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	path := r.URL.Path
+	users := -1
+	if strings.HasPrefix(path, "/users/bulk/") {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			writeEmuError(w, http.StatusBadRequest, "10005", "InvalidJSONPayload", "the body could not be read")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var req struct {
+			Users []json.RawMessage `json:"users"`
+		}
+		_ = json.Unmarshal(body, &req)
+		users = len(req.Users)
+	}
+
+	e.mu.Lock()
+	e.calls[path]++
+	if users >= 0 {
+		e.inputs[path] = append(e.inputs[path], users)
+	}
+	var f *fault
+	if q := e.faults[path]; len(q) > 0 {
+		f = q[0]
+		if f.count--; f.count == 0 {
+			e.faults[path] = q[1:]
+		}
+	}
+	e.mu.Unlock()
+
+	switch {
+	case f == nil:
+		h.ServeHTTP(w, r)
+	case f.afterApply:
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		writeFault(w, f.status)
+	default:
+		writeFault(w, f.status)
+	}
+}
+
+// writeFault answers an injected status with a Propel error body.
+func writeFault(w http.ResponseWriter, status int) {
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeEmuError(w, status, strconv.Itoa(status), strings.ReplaceAll(http.StatusText(status), " ", ""), "injected fault")
+}
+
+// writeEmuError writes Propel's error object.
+func writeEmuError(w http.ResponseWriter, status int, code, typ string, messages ...string) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{
+		"code":     code,
+		"status":   status,
+		"type":     typ,
+		"messages": messages,
+		"moreInfo": "https://www.propel.us/docs/errors/" + code,
+	}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// token serves the client-credentials grant, with the credentials in the
+// form or in basic auth.
+func (e *Emulator) token(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeEmuError(w, http.StatusMethodNotAllowed, "10000", "MethodNotAllowed", "use POST")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		writeEmuError(w, http.StatusBadRequest, "10005", "InvalidRequest", "the form could not be read")
+		return
+	}
+	if gt := r.PostForm.Get("grant_type"); gt != "client_credentials" {
+		writeEmuError(w, http.StatusBadRequest, "10005", "InvalidRequest", fmt.Sprintf("unsupported grant_type %q", gt))
+		return
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	want, known := e.opts.Clients[id]
+	if !known || id == "" || secret != want {
+		writeEmuError(w, http.StatusUnauthorized, "10001", "AuthenticationException", "invalid client credentials")
+		return
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	tok := hex.EncodeToString(b[:])
+	e.mu.Lock()
+	e.tokens[tok] = time.Now().Add(e.opts.TokenTTL)
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{
+		"access_token": tok,
+		"token_type":   "BearerToken",
+		"expires_in":   strconv.Itoa(int(e.opts.TokenTTL / time.Second)),
+	})
+}
+
+// authorized reports whether r carries a valid access token.
+func (e *Emulator) authorized(r *http.Request) bool {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	exp, ok := e.tokens[tok]
+	return ok && time.Now().Before(exp)
+}
+
+// problem is one schema violation of a bulk call.
+type problem struct {
+	index int    // the user's index; -1 for the call itself
+	path  string // JSON pointer below the user, e.g. "/gender"
+	text  string
+}
+
+func (e *Emulator) render(ps []problem) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		switch {
+		case e.opts.AnonymousErrors:
+			out[i] = p.text
+		case p.index < 0:
+			out[i] = "#/users" + p.path + ": " + p.text
+		default:
+			out[i] = fmt.Sprintf("#/users/%d%s: %s", p.index, p.path, p.text)
+		}
+	}
+	return out
+}
+
+// bulk serves /users/bulk/sourceId and /users/bulk/id.
+func (e *Emulator) bulk(w http.ResponseWriter, r *http.Request, lookupKey string) {
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	var body any
+	if err := dec.Decode(&body); err != nil {
+		writeEmuError(w, http.StatusBadRequest, "10005", "InvalidJSONPayload", "the body is not valid JSON")
+		return
+	}
+	top, ok := body.(map[string]any)
+	if !ok {
+		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException", "#: expected type: JSONObject")
+		return
+	}
+	raw, ok := top["users"]
+	if !ok {
+		writeEmuError(w, http.StatusBadRequest, "10016", "LookupKeyNotFound", "#: required key [users] not found")
+		return
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException", "#/users: expected type: JSONArray")
+		return
+	}
+	if len(list) > e.opts.MaxBatch {
+		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException",
+			e.render([]problem{{index: -1, text: fmt.Sprintf("too many items (%d, maximum %d)", len(list), e.opts.MaxBatch)}})...)
+		return
+	}
+	var problems []problem
+	users := make([]map[string]any, len(list))
+	for i, item := range list {
+		u, ok := item.(map[string]any)
+		if !ok {
+			problems = append(problems, problem{i, "", "expected type: JSONObject, found: " + jsonType(item)})
+			continue
+		}
+		users[i] = u
+		problems = append(problems, validateUser(i, u, lookupKey)...)
+		if e.opts.Validate != nil {
+			if msg, bad := e.opts.Validate(i, u); bad {
+				problems = append(problems, problem{i, "", msg})
+			}
+		}
+	}
+	if len(problems) > 0 {
+		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException", e.render(problems)...)
+		return
+	}
+
+	e.mu.Lock()
+	items := make([]map[string]any, len(users))
+	for i, u := range users {
+		if lookupKey == "sourceId" {
+			items[i] = e.upsertBySource(u)
+		} else {
+			items[i] = e.upsertByID(u)
+		}
+	}
+	e.mu.Unlock()
+	if e.opts.ShuffleResults {
+		shuffle(items)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": items, "messages": []string{"Completed"}, "total": len(items)})
+}
+
+// shuffle reorders items at random; should that leave them in order, it
+// reverses them.
+func shuffle(items []map[string]any) {
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = fmt.Sprint(it["key"])
+	}
+	mrand.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+	for i, it := range items {
+		if fmt.Sprint(it["key"]) != keys[i] {
+			return
+		}
+	}
+	slices.Reverse(items)
+}
+
+// upsertBySource writes u matched on source, sourceId and language. Callers
+// hold e.mu.
+func (e *Emulator) upsertBySource(u map[string]any) map[string]any {
+	k := keyOf(u)
+	item := map[string]any{"lookupKey": "sourceId", "key": echoKey(k.sourceID), "success": true}
+	if id, ok := e.bySource[k]; ok {
+		merge(e.users[id], u)
+		item["action"], item["id"] = "update", id
+		return item
+	}
+	id := e.create(u)
+	item["action"], item["id"] = "create", id
+	return item
+}
+
+// upsertByID writes u matched on its id; an unknown id creates a user under
+// a new id. A source and sourceId another user has fail the item. Callers
+// hold e.mu.
+func (e *Emulator) upsertByID(u map[string]any) map[string]any {
+	given, _ := u["id"].(json.Number).Int64()
+	item := map[string]any{"lookupKey": "id", "key": given, "success": true}
+	var k *sourceKey
+	if _, ok := u["sourceId"]; ok {
+		sk := keyOf(u)
+		k = &sk
+	}
+	existing, found := e.users[given]
+	if k != nil {
+		if other, taken := e.bySource[*k]; taken && (!found || other != given) {
+			item["success"], item["action"] = false, "update"
+			item["messages"] = []string{fmt.Sprintf("UserExists: source %q sourceId %q belongs to user %d", k.source, k.sourceID, other)}
+			return item
+		}
+	}
+	if !found {
+		item["action"], item["id"] = "create", e.create(u)
+		return item
+	}
+	if _, ok := existing["sourceId"]; ok {
+		delete(e.bySource, keyOf(existing))
+	}
+	merge(existing, u)
+	existing["id"] = given
+	if _, ok := existing["sourceId"]; ok {
+		e.bySource[keyOf(existing)] = given
+	}
+	item["action"], item["id"] = "update", given
+	return item
+}
+
+// create stores a new user under the next id. Callers hold e.mu.
+func (e *Emulator) create(u map[string]any) int64 {
+	id := e.nextID
+	e.nextID++
+	stored := deepCopy(u).(map[string]any)
+	stored["id"] = id
+	e.users[id] = stored
+	if _, ok := stored["sourceId"]; ok {
+		e.bySource[keyOf(stored)] = id
+	}
+	return id
+}
+
+// merge writes the fields of u over dst; attributes are merged by name.
+func merge(dst, u map[string]any) {
+	for k, v := range u {
+		if k == "id" {
+			continue
+		}
+		if k != "attributes" {
+			dst[k] = deepCopy(v)
+			continue
+		}
+		old, _ := dst["attributes"].([]any)
+		for _, a := range v.([]any) {
+			name := a.(map[string]any)["name"]
+			i := slices.IndexFunc(old, func(o any) bool { return o.(map[string]any)["name"] == name })
+			if i >= 0 {
+				old[i] = deepCopy(a)
+			} else {
+				old = append(old, deepCopy(a))
+			}
+		}
+		dst["attributes"] = old
+	}
+}
+
+func keyOf(u map[string]any) sourceKey {
+	s, _ := u["source"].(string)
+	id, _ := u["sourceId"].(string)
+	lang, _ := u["language"].(string)
+	return sourceKey{s, id, lang}
+}
+
+// echoKey is a sourceId as Propel echoes it: a number when it is one.
+func echoKey(s string) any {
+	if s != "" && (s == "0" || s[0] != '0') && strings.TrimLeft(s, "0123456789") == "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n
+		}
+	}
+	return s
+}
+
+// Fields of a Propel user the emulator accepts in a bulk call.
+var (
+	emuStringFields = []string{
+		"debtorId", "firstName", "middleName", "lastName", "fullName", "title",
+		"dateOfBirth", "gender", "login", "phone", "mobile", "email", "company",
+		"taxNumber", "cocNumber", "primaryLanguage", "language", "abbreviation",
+		"sourceId", "source",
+	}
+	emuOtherFields = []string{"id", "parent", "pricelistAmount", "pricelistPercentage", "attributes", "pricing", "addresses"}
+	emuAttrTypes   = []string{"text", "integer", "decimal", "enum", "list", "date", "datetime", "color"}
+	emuEmailRE     = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+)
+
+// validateUser checks one user of a bulk call against Propel's schema.
+func validateUser(i int, u map[string]any, lookupKey string) []problem {
+	var ps []problem
+	add := func(path, text string) { ps = append(ps, problem{i, path, text}) }
+
+	for _, k := range slices.Sorted(maps.Keys(u)) {
+		if !slices.Contains(emuStringFields, k) && !slices.Contains(emuOtherFields, k) {
+			add("", fmt.Sprintf("extraneous key [%s] is not permitted", k))
+		}
+	}
+	for _, f := range emuStringFields {
+		if v, ok := u[f]; ok {
+			if _, isString := v.(string); !isString {
+				add("/"+f, "expected type: String, found: "+jsonType(v))
+			}
+		}
+	}
+	if lookupKey == "sourceId" {
+		for _, f := range []string{"source", "sourceId"} {
+			if _, ok := u[f]; !ok {
+				add("", fmt.Sprintf("required key [%s] not found", f))
+			}
+		}
+	} else {
+		if _, ok := u["id"]; !ok {
+			add("", "required key [id] not found")
+		}
+		if _, ok := u["sourceId"]; ok {
+			if _, ok := u["source"]; !ok {
+				add("", "required key [source] not found")
+			}
+		}
+	}
+	if v, ok := u["id"]; ok {
+		if t := jsonType(v); t != "Integer" {
+			add("/id", "expected type: Integer, found: "+t)
+		}
+	}
+	for _, f := range []string{"source", "sourceId"} {
+		if s, ok := u[f].(string); ok && s == "" {
+			add("/"+f, "expected minLength: 1, actual: 0")
+		}
+	}
+	if g, ok := u["gender"].(string); ok && g != "m" && g != "f" && g != "u" {
+		add("/gender", g+" is not a valid enum value")
+	}
+	if m, ok := u["email"].(string); ok && !emuEmailRE.MatchString(m) {
+		add("/email", fmt.Sprintf("[%s] is not a valid email address", m))
+	}
+	if d, ok := u["dateOfBirth"].(string); ok {
+		if _, err := time.Parse(time.DateOnly, d); err != nil {
+			add("/dateOfBirth", fmt.Sprintf("[%s] is not a valid date. Expected [yyyy-MM-dd]", d))
+		}
+	}
+	if v, ok := u["parent"]; ok {
+		if _, isObj := v.(map[string]any); !isObj {
+			add("/parent", "expected type: JSONObject, found: "+jsonType(v))
+		}
+	}
+	if v, ok := u["attributes"]; ok {
+		ps = append(ps, validateAttributes(i, v)...)
+	}
+	return ps
+}
+
+// validateAttributes checks a user's attributes.
+func validateAttributes(i int, v any) []problem {
+	list, ok := v.([]any)
+	if !ok {
+		return []problem{{i, "/attributes", "expected type: JSONArray, found: " + jsonType(v)}}
+	}
+	var ps []problem
+	for j, a := range list {
+		path := fmt.Sprintf("/attributes/%d", j)
+		add := func(sub, text string) { ps = append(ps, problem{i, path + sub, text}) }
+		attr, ok := a.(map[string]any)
+		if !ok {
+			add("", "expected type: JSONObject, found: "+jsonType(a))
+			continue
+		}
+		name, ok := attr["name"].(string)
+		if !ok || name == "" {
+			add("", "required key [name] not found")
+		}
+		typ, _ := attr["type"].(string)
+		if typ == "" {
+			typ = "text"
+		} else if !slices.Contains(emuAttrTypes, typ) {
+			add("/type", typ+" is not a valid enum value")
+			continue
+		}
+		val, isString := attr["value"].(string)
+		if !isString {
+			if _, present := attr["value"]; present {
+				add("/value", "expected type: String, found: "+jsonType(attr["value"]))
+			}
+			continue
+		}
+		switch typ {
+		case "integer":
+			if _, err := strconv.ParseInt(val, 10, 64); err != nil {
+				add("/value", fmt.Sprintf("[%s] is not a valid integer", val))
+			}
+		case "decimal":
+			if _, err := strconv.ParseFloat(val, 64); err != nil {
+				add("/value", fmt.Sprintf("[%s] is not a valid decimal", val))
+			}
+		}
+	}
+	return ps
+}
+
+// jsonType names the JSON type of a decoded value, as Propel's messages do.
+func jsonType(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "String"
+	case bool:
+		return "Boolean"
+	case json.Number:
+		if _, err := x.Int64(); err == nil {
+			return "Integer"
+		}
+		return "BigDecimal"
+	case []any:
+		return "JSONArray"
+	case map[string]any:
+		return "JSONObject"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// getUser serves GET /users/{lookupKey}/{lookupValue}.
+func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) {
+	key, value := r.PathValue("lookupKey"), r.PathValue("lookupValue")
+	var u map[string]any
+	e.mu.Lock()
+	switch key {
+	case "id":
+		if id, err := strconv.ParseInt(value, 10, 64); err == nil {
+			u = e.users[id]
+		}
+	case "sourceId":
+		q := r.URL.Query()
+		source := q.Get("source")
+		if source == "" {
+			e.mu.Unlock()
+			writeEmuError(w, http.StatusBadRequest, "10006", "InvalidLookupKey", "the source parameter is required with lookupKey sourceId")
+			return
+		}
+		var lang *string
+		if q.Has("language") {
+			l := q.Get("language")
+			lang = &l
+		}
+		u = e.findBySource(source, value, lang)
+	default:
+		e.mu.Unlock()
+		writeEmuError(w, http.StatusBadRequest, "10006", "InvalidLookupKey", fmt.Sprintf("unknown lookup key %q", key))
+		return
+	}
+	if u != nil {
+		u = deepCopy(u).(map[string]any)
+	}
+	e.mu.Unlock()
+	if u == nil {
+		writeEmuError(w, http.StatusNotFound, "10008", "NotFound", "user not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": u, "messages": []string{"Completed"}})
+}
+
+// deepCopy copies decoded JSON.
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, v := range x {
+			m[k] = deepCopy(v)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, v := range x {
+			s[i] = deepCopy(v)
+		}
+		return s
+	default:
+		return v
+	}
+}
