@@ -100,6 +100,8 @@ type clientCache struct {
 }
 
 type cachedClient struct {
+	// unverified: built from new credentials or spec, not yet checked.
+	unverified  bool
 	fingerprint string
 	client      providers.Client
 	transport   *limitedTransport
@@ -178,8 +180,21 @@ func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (pr
 		}
 		return nil, nil, fmt.Errorf("building %s client: %w", p.spec.Type, err)
 	}
-	e.client, e.fingerprint = c, fingerprint
+	e.client, e.fingerprint, e.unverified = c, fingerprint, true
 	return c, e.transport, nil
+}
+
+// takeUnverified reports whether the provider's client was built from new
+// credentials or spec since the last check, and clears it.
+func (c *clientCache) takeUnverified(uid types.UID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[uid]
+	if e == nil || !e.unverified {
+		return false
+	}
+	e.unverified = false
+	return true
 }
 
 func (r *ProviderReconciler) baseTransport() http.RoundTripper {
@@ -197,6 +212,17 @@ func vendorOptions(spec *usersv1.ProviderSpec) map[string]string {
 		}
 		if h.IDValueFrom != "" {
 			opts["idValueFrom"] = h.IDValueFrom
+		}
+	}
+	if o := spec.Propel; o != nil {
+		if o.Source != "" {
+			opts["source"] = o.Source
+		}
+		if o.ClientIDKey != "" {
+			opts["clientIDKey"] = o.ClientIDKey
+		}
+		if o.TokenURL != "" {
+			opts["tokenURL"] = o.TokenURL
 		}
 	}
 	return opts

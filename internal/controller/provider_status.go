@@ -19,14 +19,17 @@ import (
 )
 
 // verify checks the credentials with one cheap call when the provider is not
-// yet known to be Ready for its generation and the loop writes nothing.
+// yet known to be Ready for its generation, or its client was just built from
+// a changed Secret: a rotated credential that does not work shows on the
+// provider at once, not at the next write.
 func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
 	p := l.provider
 	if p == nil || l.vendor == nil || l.ready != nil {
 		return
 	}
+	rebuilt := r.clients.takeUnverified(p.obj.GetUID())
 	c := meta.FindStatusCondition(p.status.Conditions, usersv1.ConditionReady)
-	if c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == p.obj.GetGeneration() {
+	if !rebuilt && c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == p.obj.GetGeneration() {
 		return
 	}
 	err := l.vendor.Verify(ctx)

@@ -53,6 +53,7 @@ type ProviderReconciler struct {
 	Transport http.RoundTripper
 
 	clients clientCache
+	written writtenVersions
 }
 
 // +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
@@ -149,7 +150,13 @@ func (r *ProviderReconciler) gather(ctx context.Context, l *loop) error {
 		return fmt.Errorf("listing UserSyncs of %s: %w", l.key.index(), err)
 	}
 	for i := range list.Items {
-		us := &list.Items[i]
+		us, err := r.freshSync(ctx, &list.Items[i])
+		if err != nil {
+			return fmt.Errorf("reading UserSync %s/%s: %w", list.Items[i].Namespace, list.Items[i].Name, err)
+		}
+		if us == nil {
+			continue
+		}
 		v := &syncView{obj: us}
 		for _, ref := range us.Spec.ProviderRefs {
 			if keyForRef(us.Namespace, ref) == l.key {

@@ -28,9 +28,13 @@ func (r *ProviderReconciler) ensureFinalizers(ctx context.Context, l *loop) erro
 		}
 		patch := client.MergeFrom(us.DeepCopy())
 		controllerutil.AddFinalizer(us, usersv1.Finalizer)
-		if err := r.Patch(ctx, us, patch); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Patch(ctx, us, patch); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
 			return fmt.Errorf("adding finalizer to UserSync %s/%s: %w", us.Namespace, us.Name, err)
 		}
+		r.written.record(us)
 	}
 	return nil
 }
@@ -193,6 +197,7 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 			}
 			return err
 		}
+		r.written.record(desired)
 		*us = *desired
 		return nil
 	})

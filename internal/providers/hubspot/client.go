@@ -35,6 +35,10 @@ const (
 	// maxAttempts bounds the sends of one request that HubSpot answered with
 	// a retryable status.
 	maxAttempts = 6
+	// maxServerAttempts bounds the sends of an idempotent request HubSpot
+	// answers with 5xx or not at all: past a short blip the engine's
+	// per-record backoff takes over, so one outage does not hold the loop.
+	maxServerAttempts = 3
 	// maxBody bounds what is read of a response.
 	maxBody = 16 << 20
 
@@ -111,6 +115,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, idempote
 		}
 	}
 	var last *callError
+	failures := 0
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			if last == nil {
@@ -127,7 +132,10 @@ func (c *Client) do(ctx context.Context, method, path string, body any, idempote
 			return response{}, auth
 		}
 		last = cerr.(*callError)
-		if wait < 0 || attempt >= maxAttempts {
+		if last.Status == 0 || last.Status >= 500 {
+			failures++
+		}
+		if wait < 0 || attempt >= maxAttempts || failures >= maxServerAttempts {
 			return response{}, last
 		}
 		if err := c.sleep(ctx, wait); err != nil {

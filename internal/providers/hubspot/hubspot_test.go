@@ -425,7 +425,7 @@ func TestRetryableAnswers(t *testing.T) {
 		{"477 honours Retry-After", EndpointCreate, Fault{Status: 477, Count: 1, RetryAfter: "7"}, providers.OpCreate, "[7s]", 2, ""},
 		{"429 on create is retried: nothing was done", EndpointCreate, Fault{Status: 429, Count: 1, RetryAfter: "3"}, providers.OpCreate, "[3s]", 2, ""},
 		{"503 on create is not resent", EndpointCreate, Fault{Status: 503, Count: 1}, providers.OpCreate, "[]", 1, "VendorUnavailable"},
-		{"persistent 502 gives up", EndpointUpdate, Fault{Status: 502, Count: 100}, providers.OpUpdate, "[1s 2s 4s 8s 16s]", 6, "VendorUnavailable"},
+		{"persistent 502 gives up", EndpointUpdate, Fault{Status: 502, Count: 100}, providers.OpUpdate, "[1s 2s]", 3, "VendorUnavailable"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
