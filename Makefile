@@ -49,12 +49,24 @@ verify-generated: manifests generate ## Fail when the committed CRDs, RBAC or De
 		echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- config api; exit 1; fi
 
 .PHONY: test
-test: manifests generate vet envtest ## Run every test: unit, emulator, and envtest against a real kube-apiserver and etcd.
+test: manifests generate vet envtest ## Run every test: unit, emulator, envtest against a real kube-apiserver and etcd, and the demo.
 	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go test ./... -race -count=1 -timeout $(TEST_TIMEOUT)
+	$(MAKE) demo-check
 
 .PHONY: bench
 bench: ## Go benchmarks of the planner and the vendor packing.
 	go test ./internal/... -run '^$$' -bench . -benchmem
+
+##@ Demo
+.PHONY: demo
+demo: manifests envtest ## Run the operator locally against a local control plane and the vendor emulators; Ctrl-C stops it.
+	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go run ./hack/demo
+
+.PHONY: demo-check
+demo-check: manifests envtest ## Run the demo non-interactively until it converges (CI).
+	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go run ./hack/demo --exit-when-converged --timeout 3m --kubeconfig-out bin/demo-check.kubeconfig | tee bin/demo-check.log
+	@grep -q '^==> converged in' bin/demo-check.log
+	@grep -q 'Failed record: UserSync default/sales-team, provider UserProvider/hubspot, user quinn' bin/demo-check.log
 
 ##@ Build
 .PHONY: build

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,20 @@ import (
 )
 
 var strconvItoa = strconv.Itoa
+
+// fakeOr routes providers whose endpoint is on the .fake.invalid domain to
+// the recording fakes and the others to a vendor package.
+type fakeOr struct{ vendor providers.Factory }
+
+func (f fakeOr) New(cfg providers.Config) (providers.Client, error) {
+	if u, err := url.Parse(cfg.Endpoint); err == nil && strings.HasSuffix(u.Hostname(), ".fake.invalid") {
+		return fakes.New(cfg)
+	}
+	return f.vendor.New(cfg)
+}
+func (f fakeOr) DefaultEndpoint() string                { return f.vendor.DefaultEndpoint() }
+func (f fakeOr) MaxBatchSize() int                      { return f.vendor.MaxBatchSize() }
+func (f fakeOr) DefaultRateLimit() (int, time.Duration) { return f.vendor.DefaultRateLimit() }
 
 // fakeVendors is a providers.Factory whose clients write to in-memory
 // vendors, one per endpoint, and record every Apply call. The token in the

@@ -27,6 +27,8 @@ import (
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/planner"
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	"github.com/usersync/usersync-operator/internal/providers/propel"
 )
 
 var (
@@ -82,9 +84,12 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	reg := providers.NewRegistry()
-	// The engine tests that do not depend on a vendor use a recording fake,
-	// registered under the types no vendor package serves in this suite.
-	reg.Register(string(usersv1.ProviderPropel), fakes)
+	// The engine tests that do not depend on a vendor use a recording fake:
+	// providers whose endpoint is on the .fake.invalid domain get it, the
+	// others the vendor package, which the e2e specs run against its
+	// emulator.
+	reg.Register(string(usersv1.ProviderHubSpot), fakeOr{hubspot.Factory{}})
+	reg.Register(string(usersv1.ProviderPropel), fakeOr{propel.Factory{}})
 	reg.Register(string(usersv1.ProviderUserCom), fakes)
 	r := &ProviderReconciler{
 		Client:          mgr.GetClient(),

@@ -1,0 +1,89 @@
+// Package app wires the operator into a controller-runtime manager: the
+// scheme, the vendor registry and the sync engine. main.go and the local demo
+// share it, so both run the same operator.
+package app
+
+import (
+	"context"
+	"flag"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/controller"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	"github.com/usersync/usersync-operator/internal/providers/propel"
+)
+
+// NewScheme returns a scheme with the Kubernetes types and this API.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(usersv1.AddToScheme(s))
+	return s
+}
+
+// NewRegistry maps each spec.type to its vendor package.
+func NewRegistry() *providers.Registry {
+	reg := providers.NewRegistry()
+	reg.Register(string(usersv1.ProviderHubSpot), hubspot.Factory{})
+	reg.Register(string(usersv1.ProviderPropel), propel.Factory{})
+	return reg
+}
+
+// Options tune the sync engine.
+type Options struct {
+	Workers         int
+	ResyncInterval  time.Duration
+	NotReadyRequeue time.Duration
+	Backoff         planner.Backoff
+	VendorTimeout   time.Duration
+	LoopTimeout     time.Duration
+}
+
+// DefaultOptions are the production defaults.
+func DefaultOptions() Options {
+	return Options{
+		Workers:         4,
+		ResyncInterval:  10 * time.Minute,
+		NotReadyRequeue: time.Minute,
+		Backoff:         planner.Backoff{Base: 5 * time.Second, Max: 10 * time.Minute},
+		VendorTimeout:   30 * time.Second,
+		LoopTimeout:     5 * time.Minute,
+	}
+}
+
+// BindFlags registers the options as command-line flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.Workers, "workers", o.Workers, "Providers synced at the same time.")
+	fs.DurationVar(&o.ResyncInterval, "resync-interval", o.ResyncInterval, "How often each provider is synced when nothing changes.")
+	fs.DurationVar(&o.NotReadyRequeue, "not-ready-requeue", o.NotReadyRequeue, "How soon a provider whose credentials fail is tried again.")
+	fs.DurationVar(&o.Backoff.Base, "retry-base", o.Backoff.Base, "First retry delay of a record after a transient failure; doubles per attempt.")
+	fs.DurationVar(&o.Backoff.Max, "retry-max", o.Backoff.Max, "Longest retry delay of a record.")
+	fs.DurationVar(&o.VendorTimeout, "vendor-timeout", o.VendorTimeout, "Timeout of one vendor HTTP request.")
+	fs.DurationVar(&o.LoopTimeout, "loop-timeout", o.LoopTimeout, "Time budget of the vendor calls of one sync loop.")
+}
+
+// Setup adds the sync engine to a manager.
+func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	r := &controller.ProviderReconciler{
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		Registry:        NewRegistry(),
+		Recorder:        mgr.GetEventRecorder("usersync-operator"),
+		Clock:           clock.RealClock{},
+		ResyncInterval:  o.ResyncInterval,
+		NotReadyRequeue: o.NotReadyRequeue,
+		Backoff:         o.Backoff,
+		VendorTimeout:   o.VendorTimeout,
+		LoopTimeout:     o.LoopTimeout,
+	}
+	return r.SetupWithManager(ctx, mgr, o.Workers)
+}

@@ -1,0 +1,238 @@
+package controller
+
+import (
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+)
+
+const hubspotToken = "pat-na1-e2e-token"
+
+// hubspotProvider starts an emulator and a UserProvider of type HubSpot
+// pointing at it.
+func hubspotProvider(ns, name string, eo hubspot.EmulatorOptions, mutate func(*usersv1.ProviderSpec)) *hubspot.Emulator {
+	if eo.Tokens == nil {
+		eo.Tokens = map[string][]string{hubspotToken: hubspot.DefaultScopes}
+	}
+	if eo.RateLimit == 0 {
+		eo.RateLimit = -1
+	}
+	em := hubspot.NewEmulator(eo)
+	em.Start()
+	DeferCleanup(em.Close)
+	newSecret(ns, name+"-token", "token", hubspotToken)
+	p := &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: em.URL(), AllowInsecureHTTP: true,
+			CredentialsRef: usersv1.SecretKeyReference{Name: name + "-token", Key: "token"}}}
+	if mutate != nil {
+		mutate(&p.Spec)
+	}
+	Expect(k8s.Create(ctx, p)).To(Succeed())
+	return em
+}
+
+// hubspotWrites counts the write calls the emulator accepted.
+func hubspotWrites(em *hubspot.Emulator) int {
+	return em.Calls(hubspot.EndpointCreate) + em.Calls(hubspot.EndpointUpdate) +
+		em.Calls(hubspot.EndpointUpsert) + em.Calls(hubspot.EndpointArchive)
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+func providerCondition(ns, name, t string) func() string {
+	return func() string {
+		p := &usersv1.UserProvider{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+			return err.Error()
+		}
+		c := condition(p.Status.Conditions, t)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason
+	}
+}
+
+var _ = Describe("HubSpot end to end", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace(nil) })
+
+	It("creates 220 users of two UserSyncs in 3 batch calls, updates only the 5 changed in one call, and writes nothing when idle", func() {
+		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{ShuffleResults: true}, nil)
+		newSync(ns, "eng", users(150, "e"), ref("hs"))
+		newSync(ns, "ops", users(70, "o"), ref("hs"))
+		Eventually(readyStatus(ns, "eng"), 30*time.Second).Should(Equal("True/Synced"))
+		Eventually(readyStatus(ns, "ops"), 30*time.Second).Should(Equal("True/Synced"))
+		creates := em.Inputs(hubspot.EndpointCreate)
+		GinkgoWriter.Printf("batch/create calls for 220 users: %v\n", creates)
+		Expect(creates).To(HaveLen(3))
+		Expect(sum(creates)).To(Equal(220))
+		Expect(em.Users()).To(HaveLen(220))
+
+		// Every record carries the HubSpot id of the user with its email.
+		eng := getSync(ns, "eng")
+		Expect(eng.Status.Summary.Synced).To(Equal(int32(150)))
+		for _, r := range eng.Status.Results {
+			u, ok := em.UserByID(r.ExternalID)
+			Expect(ok).To(BeTrue(), r.Key)
+			Expect(u.Properties[hubspot.PropEmail]).To(Equal(r.Key + "@example.com"))
+			Expect(r.Action).To(Equal("Created"))
+		}
+
+		em.ResetCounters()
+		updateSync(ns, "eng", func(us *usersv1.UserSync) {
+			for _, i := range []int{0, 33, 66, 99, 149} {
+				us.Spec.Users[i].Attributes["team"] = usersv1.StringValue("platform")
+			}
+		})
+		Eventually(readyStatus(ns, "eng"), 30*time.Second).Should(Equal("True/Synced"))
+		Eventually(func() []int { return em.Inputs(hubspot.EndpointUpdate) }, 10*time.Second).Should(Equal([]int{5}))
+		Expect(em.Calls(hubspot.EndpointCreate)).To(BeZero())
+		u, _ := em.UserByID(resultOf(getSync(ns, "eng"), "UserProvider/hs", "e33").ExternalID)
+		Expect(u.Properties["team"]).To(Equal("platform"))
+
+		// Idle: several resync intervals (2 s in this suite) write nothing.
+		em.ResetCounters()
+		Consistently(func() int { return hubspotWrites(em) }, 6*time.Second, 500*time.Millisecond).Should(BeZero())
+	})
+
+	It("archives exactly the removed users under Delete, writes nothing under Orphan, and archives a deleted UserSync's users before releasing it", func() {
+		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
+		del := newSync(ns, "del", users(8, "d"), ref("hs"))
+		newSync(ns, "orphan", users(4, "o"), ref("hs"))
+		updateSync(ns, "del", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
+		_ = del
+		Eventually(readyStatus(ns, "del"), 30*time.Second).Should(Equal("True/Synced"))
+		Eventually(readyStatus(ns, "orphan"), 30*time.Second).Should(Equal("True/Synced"))
+		Expect(em.Users()).To(HaveLen(12))
+		removed := map[string]string{}
+		for _, k := range []string{"d2", "d5"} {
+			removed[resultOf(getSync(ns, "del"), "UserProvider/hs", k).ExternalID] = k
+		}
+
+		em.ResetCounters()
+		updateSync(ns, "del", func(us *usersv1.UserSync) {
+			var keep []usersv1.User
+			for _, u := range us.Spec.Users {
+				if u.Key != "d2" && u.Key != "d5" {
+					keep = append(keep, u)
+				}
+			}
+			us.Spec.Users = keep
+		})
+		updateSync(ns, "orphan", func(us *usersv1.UserSync) { us.Spec.Users = us.Spec.Users[:1] })
+		Eventually(func() []int { return em.Inputs(hubspot.EndpointArchive) }, 20*time.Second).Should(Equal([]int{2}))
+		Eventually(readyStatus(ns, "del"), 20*time.Second).Should(Equal("True/Synced"))
+		Eventually(func() []usersv1.RecordResult { return getSync(ns, "orphan").Status.Results }, 20*time.Second).Should(HaveLen(1))
+		Expect(em.Users()).To(HaveLen(10))
+		for id := range removed {
+			u, _ := em.UserByID(id)
+			Expect(u.Archived).To(BeTrue(), removed[id])
+		}
+		Expect(em.Calls(hubspot.EndpointArchive)).To(Equal(1), "Orphan archives nothing")
+
+		Expect(k8s.Delete(ctx, getSync(ns, "del"))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "del"}, &usersv1.UserSync{}))
+		}, 30*time.Second).Should(BeTrue())
+		Expect(em.Users()).To(HaveLen(4), "the deleted UserSync's 6 users are archived; the orphaned 4 stay")
+		Expect(sum(em.Inputs(hubspot.EndpointArchive))).To(Equal(8))
+
+		Expect(k8s.Delete(ctx, getSync(ns, "orphan"))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "orphan"}, &usersv1.UserSync{}))
+		}, 30*time.Second).Should(BeTrue())
+		Expect(em.Users()).To(HaveLen(4))
+	})
+
+	It("fails only the record HubSpot rejects, with HubSpot's message, while the rest of its batch syncs", func() {
+		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{Reject: func(p map[string]string) (string, string, bool) {
+			if strings.Contains(p["team"], "<") {
+				return "VALIDATION_ERROR", "Property values were not valid: team may not contain markup", true
+			}
+			return "", "", false
+		}}, nil)
+		us := users(30, "u")
+		us[17].Attributes["team"] = usersv1.StringValue("<b>core</b>")
+		newSync(ns, "team", us, ref("hs"))
+		Eventually(func() usersv1.Summary { return getSync(ns, "team").Status.Summary }, 30*time.Second).
+			Should(Equal(usersv1.Summary{Desired: 30, Synced: 29, Failed: 1}))
+		r := resultOf(getSync(ns, "team"), "UserProvider/hs", "u17")
+		Expect(string(r.State)).To(Equal("Failed"))
+		Expect(r.Reason).To(Equal("VALIDATION_ERROR"))
+		Expect(r.Message).To(ContainSubstring("team may not contain markup"))
+		Expect(em.Inputs(hubspot.EndpointCreate)).To(Equal([]int{30}))
+		Expect(em.Users()).To(HaveLen(29))
+		Expect(readyStatus(ns, "team")()).To(HavePrefix("False/"))
+	})
+
+	It("reports a wrong token on the provider, keeps records Pending, and recovers when the Secret is fixed", func() {
+		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
+		sec := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hs-token"}, sec)).To(Succeed())
+		sec.Data["token"] = []byte("pat-na1-revoked")
+		Expect(k8s.Update(ctx, sec)).To(Succeed())
+		newSync(ns, "team", users(5, "u"), ref("hs"))
+		Eventually(providerCondition(ns, "hs", usersv1.ConditionReady), 20*time.Second).Should(Equal("False/Unauthorized"))
+		p := &usersv1.UserProvider{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hs"}, p)).To(Succeed())
+		Expect(condition(p.Status.Conditions, usersv1.ConditionReady).Message).NotTo(ContainSubstring("revoked"), "the token never reaches the status")
+		Eventually(func() string {
+			r := resultOf(getSync(ns, "team"), "UserProvider/hs", "u0")
+			if r == nil {
+				return ""
+			}
+			return string(r.State)
+		}, 20*time.Second).Should(Equal("Pending"))
+		Expect(em.Users()).To(BeEmpty())
+
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hs-token"}, sec)).To(Succeed())
+		sec.Data["token"] = []byte(hubspotToken)
+		Expect(k8s.Update(ctx, sec)).To(Succeed())
+		Eventually(readyStatus(ns, "team"), 20*time.Second).Should(Equal("True/Synced"))
+		Eventually(providerCondition(ns, "hs", usersv1.ConditionReady), 10*time.Second).Should(HavePrefix("True/"))
+		Expect(em.Users()).To(HaveLen(5))
+	})
+
+	It("converges when HubSpot throttles, shows it was rate limited, and never exceeds HubSpot's limit", func() {
+		// HubSpot allows 3 calls a second; the provider is told 50.
+		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{RateLimit: 3, RateWindow: time.Second},
+			func(s *usersv1.ProviderSpec) {
+				s.BatchSize = ptr(int32(25))
+				s.RateLimit = &usersv1.RateLimit{Requests: 50, Period: metav1.Duration{Duration: time.Second}}
+			})
+		newSync(ns, "team", users(300, "u"), ref("hs"))
+		Eventually(readyStatus(ns, "team"), 60*time.Second).Should(Equal("True/Synced"))
+		Expect(em.Users()).To(HaveLen(300))
+		GinkgoWriter.Printf("throttled %d times; at most %d calls in a window of 1s (limit 3)\n", em.Throttled(), em.MaxInWindow())
+		Expect(em.Throttled()).To(BeNumerically(">", 0), "the emulator never throttled: the spec proves nothing")
+		Expect(em.MaxInWindow()).To(BeNumerically("<=", 3))
+		Eventually(func() bool {
+			var evs eventsv1.EventList
+			Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+			for _, e := range evs.Items {
+				if e.Reason == usersv1.ReasonRateLimited && e.Regarding.Name == "hs" {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second).Should(BeTrue(), "a RateLimited event on the provider")
+	})
+})
