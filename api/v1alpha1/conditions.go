@@ -39,6 +39,9 @@ const (
 	ReasonRateLimited        = "RateLimited"
 	ReasonNotRateLimited     = "NotRateLimited"
 	ReasonWaitingForProvider = "WaitingForProvider"
+	// ReasonDeletionUnsupported: deletionPolicy is Delete but the provider's
+	// vendor cannot delete users; removed users are left at the vendor.
+	ReasonDeletionUnsupported = "DeletionUnsupported"
 )
 
 // Finalizer holds a UserSync until each provider has deleted (policy Delete)

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -120,6 +121,33 @@ var _ = Describe("Propel end to end", func() {
 		msg := condition(p.Status.Conditions, usersv1.ConditionReady).Message
 		Expect(msg).To(ContainSubstring("client credentials"))
 		Expect(msg).NotTo(ContainSubstring("not-the-secret"))
+	})
+
+	It("says deletionPolicy Delete cannot be honoured by Propel, forgets removed users instead of pretending, and never blocks deletion", func() {
+		em := propelProvider(ns, "propel", propel.EmulatorOptions{})
+		newSync(ns, "team", users(5, "u"), ref("propel"))
+		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
+		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
+		degraded := func() string {
+			c := condition(getSync(ns, "team").Status.Conditions, usersv1.ConditionDegraded)
+			if c == nil {
+				return ""
+			}
+			return string(c.Status) + "/" + c.Reason + ": " + c.Message
+		}
+		Eventually(degraded, 10*time.Second).Should(And(HavePrefix("True/DeletionUnsupported"),
+			ContainSubstring("Propel offers no API to delete users")))
+
+		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.Users = us.Spec.Users[:3] })
+		Eventually(func() []usersv1.RecordResult { return getSync(ns, "team").Status.Results }, 20*time.Second).Should(HaveLen(3))
+		Eventually(readyStatus(ns, "team"), 20*time.Second).Should(Equal("True/Synced"))
+		Expect(em.Users()).To(HaveLen(5), "Propel keeps the removed users: nothing pretends to delete them")
+
+		Expect(k8s.Delete(ctx, getSync(ns, "team"))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "team"}, &usersv1.UserSync{}))
+		}, 20*time.Second).Should(BeTrue())
+		Expect(em.Users()).To(HaveLen(5))
 	})
 
 	It("keeps a result per provider for a UserSync on HubSpot and Propel, and a Propel outage leaves the HubSpot records alone", func() {

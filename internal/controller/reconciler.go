@@ -83,7 +83,9 @@ type syncView struct {
 	listed bool
 	// refused: why this UserSync may not use the provider ("" if it may).
 	refusedReason, refusedMessage string
-	input                         planner.Sync
+	// deleteUnsupported: deletionPolicy is Delete, and why the vendor cannot.
+	deleteUnsupported string
+	input             planner.Sync
 }
 
 // Reconcile runs one sync loop of the provider named by req.
@@ -212,6 +214,13 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			s.Hold = &planner.Hold{Reason: usersv1.ReasonProviderNotReady, Message: l.ready.Message}
 		case us.Spec.Suspend:
 			s.Hold = &planner.Hold{Reason: usersv1.ReasonSuspended, Message: "spec.suspend is true"}
+		}
+		if ds, ok := l.vendor.(providers.DeleteSupport); ok && s.Delete {
+			if can, why := ds.CanDelete(); !can {
+				// Never pretend: forget what cannot be deleted, and say so.
+				s.Delete = false
+				v.deleteUnsupported = why
+			}
 		}
 		if !s.Removed {
 			s.Users = desiredUsers(us, l.vendor)

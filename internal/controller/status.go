@@ -53,7 +53,7 @@ func summarize(us *usersv1.UserSync) {
 
 	// Every listed provider must have seen this generation.
 	allObserved := true
-	var unusable *usersv1.ProviderSyncStatus
+	var unusable, noDelete *usersv1.ProviderSyncStatus
 	entries := map[string]*usersv1.ProviderSyncStatus{}
 	for i := range us.Status.Providers {
 		entries[us.Status.Providers[i].Provider] = &us.Status.Providers[i]
@@ -68,6 +68,10 @@ func summarize(us *usersv1.UserSync) {
 		case usersv1.ReasonProviderNotFound, usersv1.ReasonNotPermitted, usersv1.ReasonProviderNotReady:
 			if unusable == nil {
 				unusable = e
+			}
+		case usersv1.ReasonDeletionUnsupported:
+			if noDelete == nil {
+				noDelete = e
 			}
 		}
 	}
@@ -117,6 +121,9 @@ func summarize(us *usersv1.UserSync) {
 		set(usersv1.ConditionDegraded, metav1.ConditionTrue, usersv1.ReasonFailed,
 			planner.Truncate(fmt.Sprintf("%d records failed; first: %s key %s: %s", s.Failed,
 				firstFailure.Provider, firstFailure.Key, firstFailure.Message), 1024))
+	case noDelete != nil:
+		set(usersv1.ConditionDegraded, metav1.ConditionTrue, noDelete.Reason,
+			fmt.Sprintf("provider %s: %s", noDelete.Provider, noDelete.Message))
 	default:
 		set(usersv1.ConditionDegraded, metav1.ConditionFalse, usersv1.ReasonProvidersHealthy, "no record failed")
 	}

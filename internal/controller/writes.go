@@ -157,6 +157,10 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 		e.Reason, e.Message = usersv1.ReasonPending, fmt.Sprintf("%d records pending", pending+missing)
 	default:
 		e.Ready = true
+		if v.deleteUnsupported != "" {
+			e.Reason = usersv1.ReasonDeletionUnsupported
+			e.Message = "deletionPolicy Delete cannot be honoured, users removed from spec.users are left at the vendor: " + v.deleteUnsupported
+		}
 	}
 	return e
 }

@@ -174,6 +174,15 @@ type Client interface {
 	Identity(u User) string
 }
 
+// DeleteSupport is implemented by a Client whose vendor may offer no way to
+// delete users. When CanDelete is false the engine never asks it to delete:
+// under deletionPolicy Delete the users that leave a UserSync are forgotten
+// and the UserSync's Degraded condition says they were left at the vendor,
+// with why.
+type DeleteSupport interface {
+	CanDelete() (ok bool, why string)
+}
+
 // Config is what a Factory needs to build a Client.
 type Config struct {
 	// Endpoint is the base URL; empty means the vendor's public URL.

@@ -55,6 +55,13 @@ type Client struct {
 
 var _ providers.Client = (*Client)(nil)
 
+// noDelete says why a Propel user cannot be deleted by the operator.
+const noDelete = "Propel offers no API to delete users; remove the user in Propel by hand or use deletionPolicy: Orphan"
+
+// CanDelete implements providers.DeleteSupport: Propel documents no user
+// delete, so the engine forgets removed users and says they were left.
+func (c *Client) CanDelete() (bool, string) { return false, noDelete }
+
 // Identity implements providers.Client: Propel finds a user again by its
 // sourceId, which is the user's key.
 func (c *Client) Identity(u providers.User) string { return u.Key }
@@ -105,8 +112,7 @@ func (c *Client) Apply(ctx context.Context, changes []providers.Change) ([]provi
 		var err *providers.RecordError
 		switch {
 		case ch.Op == providers.OpDelete:
-			err = &providers.RecordError{Permanent: true, Code: codeUnsupported,
-				Message: "Propel offers no API to delete users; remove the user in Propel by hand or use deletionPolicy: Orphan"}
+			err = &providers.RecordError{Permanent: true, Code: codeUnsupported, Message: noDelete}
 		case ch.Op != providers.OpCreate && ch.Op != providers.OpUpdate:
 			err = &providers.RecordError{Permanent: true, Code: codeUnsupported,
 				Message: fmt.Sprintf("unknown operation %q", ch.Op)}
