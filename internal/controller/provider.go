@@ -148,7 +148,8 @@ func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (pr
 	}
 	e := r.clients.entries[p.obj.GetUID()]
 	if e == nil {
-		e = &cachedClient{transport: newLimitedTransport(r.baseTransport(), requests, period), limit: limit}
+		e = &cachedClient{transport: newLimitedTransport(r.baseTransport(), requests, period,
+			metricLabels{provider: p.key.index(), vendor: string(p.spec.Type)}), limit: limit}
 		r.clients.entries[p.obj.GetUID()] = e
 	}
 	if e.limit != limit {

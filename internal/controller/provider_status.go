@@ -52,6 +52,7 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	st := p.status.DeepCopy()
 	st.ObservedGeneration = p.obj.GetGeneration()
 	st.UserSyncs, st.Users, st.Synced, st.Pending, st.Failed = 0, 0, 0, 0, 0
+	deleting := 0
 	for si, v := range l.syncs {
 		if v.refusedReason != "" {
 			continue
@@ -64,11 +65,15 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 				st.Synced++
 			case planner.StateFailed:
 				st.Failed++
+			case planner.StateDeleting:
+				deleting++
+				st.Pending++
 			default:
 				st.Pending++
 			}
 		}
 	}
+	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting)
 	gen := p.obj.GetGeneration()
 	ready := metav1.Condition{Type: usersv1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen,
 		Reason: usersv1.ReasonAuthenticated, Message: "credentials resolved and the vendor accepted them"}

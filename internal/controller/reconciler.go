@@ -91,8 +91,13 @@ type syncView struct {
 // Reconcile runs one sync loop of the provider named by req.
 func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest) (result reconcileResult, err error) {
 	l := &loop{key: keyFromRequest(req), now: r.Clock.Now().Truncate(time.Second)}
+	start := time.Now()
+	defer func() { loopDuration.WithLabelValues(l.key.index()).Observe(time.Since(start).Seconds()) }()
 	if l.provider, err = r.getProvider(ctx, l.key); err != nil {
 		return result, err
+	}
+	if l.provider == nil {
+		forgetProviderMetrics(l.key.index())
 	}
 	if err := r.gather(ctx, l); err != nil {
 		return result, err
@@ -131,6 +136,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 		results = nil
 	}
 	outcomes := planner.Apply(in, plan, results)
+	countWrites(l.key.index(), plan, outcomes)
 	var stats transportStats
 	if l.tr != nil {
 		stats = l.tr.take()
@@ -289,6 +295,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, plan planner.Pla
 		ctx, cancel = context.WithTimeout(ctx, r.LoopTimeout)
 		defer cancel()
 	}
+	ctx = providers.WithObserver(ctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
 	return l.vendor.Apply(ctx, plan.Changes)
 }
 

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,7 +40,17 @@ var (
 	cancel     context.CancelFunc
 	fakes      = newFakeVendors()
 	testScheme = runtime.NewScheme()
+	// metricsAddr is where the manager serves /metrics.
+	metricsAddr string
 )
+
+// freeAddr returns a loopback address with a port nothing listens on.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
 
 func TestController(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -76,9 +87,10 @@ var _ = BeforeSuite(func() {
 	k8s, err = client.New(cfg, client.Options{Scheme: testScheme})
 	Expect(err).NotTo(HaveOccurred())
 
+	metricsAddr = freeAddr()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr(true)},
 	})

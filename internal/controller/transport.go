@@ -15,6 +15,7 @@ import (
 type limitedTransport struct {
 	base    http.RoundTripper
 	limiter *rate.Limiter
+	labels  metricLabels
 
 	mu    sync.Mutex
 	stats transportStats
@@ -27,8 +28,8 @@ type transportStats struct {
 	Waited    time.Duration
 }
 
-func newLimitedTransport(base http.RoundTripper, requests int, period time.Duration) *limitedTransport {
-	t := &limitedTransport{base: base, limiter: rate.NewLimiter(rate.Inf, 1)}
+func newLimitedTransport(base http.RoundTripper, requests int, period time.Duration, labels metricLabels) *limitedTransport {
+	t := &limitedTransport{base: base, limiter: rate.NewLimiter(rate.Inf, 1), labels: labels}
 	t.setLimit(requests, period)
 	return t
 }
@@ -47,7 +48,9 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, err
 	}
 	waited := time.Since(start)
+	sent := time.Now()
 	resp, err := t.base.RoundTrip(req)
+	t.labels.observe(req, resp, err, time.Since(sent), waited)
 	t.mu.Lock()
 	t.stats.Requests++
 	t.stats.Waited += waited

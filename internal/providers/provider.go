@@ -234,3 +234,36 @@ func SleepContext(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Observer learns what a Client sent, for the operator's metrics. The engine
+// puts one in the context of Apply; a Client reports each vendor call it
+// makes with ObserveCall.
+type Observer interface {
+	// Call reports one vendor call to endpoint (a fixed name such as
+	// "batch/create", never holding user data) carrying records records.
+	Call(endpoint string, records int)
+}
+
+type observerKey struct{}
+
+// WithObserver returns a context that carries o.
+func WithObserver(ctx context.Context, o Observer) context.Context {
+	return context.WithValue(ctx, observerKey{}, o)
+}
+
+// ObserveCall reports a vendor call to the context's Observer, if any, and
+// returns a context that names the endpoint for the HTTP request's metrics.
+func ObserveCall(ctx context.Context, endpoint string, records int) context.Context {
+	if o, ok := ctx.Value(observerKey{}).(Observer); ok {
+		o.Call(endpoint, records)
+	}
+	return context.WithValue(ctx, endpointKey{}, endpoint)
+}
+
+type endpointKey struct{}
+
+// EndpointOf is the endpoint name ObserveCall put in ctx, or "".
+func EndpointOf(ctx context.Context) string {
+	s, _ := ctx.Value(endpointKey{}).(string)
+	return s
+}

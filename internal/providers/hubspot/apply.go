@@ -355,7 +355,7 @@ func (c *Client) writeCall(ctx context.Context, path string, chs []providers.Cha
 		}
 		req.Inputs[i] = in
 	}
-	resp, err := c.do(ctx, http.MethodPost, path, req, idempotent)
+	resp, err := c.do(providers.ObserveCall(ctx, strings.TrimPrefix(path, "/"), len(chs)), http.MethodPost, path, req, idempotent)
 	if err != nil {
 		var ce *callError
 		if !errors.As(err, &ce) {
@@ -496,6 +496,7 @@ func (c *Client) searchByProperty(ctx context.Context, prop string, values []str
 	}{Filters: []searchFilter{{PropertyName: prop, Operator: "IN", Values: values}}})
 	req.Properties = []string{prop}
 	req.Limit = 100
+	ctx = providers.ObserveCall(ctx, "search", len(values))
 	for page := 0; page < 100; page++ {
 		resp, err := c.do(ctx, http.MethodPost, pathSearch, req, true)
 		if err != nil {
@@ -531,7 +532,7 @@ func (c *Client) readByProperty(ctx context.Context, prop string, values []strin
 	for _, v := range values {
 		req.Inputs = append(req.Inputs, input{ID: v})
 	}
-	resp, err := c.do(ctx, http.MethodPost, pathRead+"?archived=false", req, true)
+	resp, err := c.do(providers.ObserveCall(ctx, "batch/read", len(values)), http.MethodPost, pathRead+"?archived=false", req, true)
 	if err != nil {
 		return nil, err
 	}
