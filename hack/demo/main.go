@@ -35,6 +35,7 @@ import (
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/app"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	"github.com/usersync/usersync-operator/internal/providers/propel"
 )
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 		samples     = flag.String("samples", "config/samples", "Directory of manifests to apply.")
 		kubeconfig  = flag.String("kubeconfig-out", "bin/demo.kubeconfig", "Where to write a kubeconfig for kubectl.")
 		hubspotAddr = flag.String("hubspot-addr", "127.0.0.1:18080", "Address of the HubSpot emulator (the samples point at it).")
+		propelAddr  = flag.String("propel-addr", "127.0.0.1:18081", "Address of the Propel emulator (the samples point at it).")
 		latency     = flag.Duration("latency", 20*time.Millisecond, "Latency the emulators add to every request.")
 		exitDone    = flag.Bool("exit-when-converged", false, "Exit 0 once every UserSync converged (for CI), instead of waiting for Ctrl-C.")
 		timeout     = flag.Duration("timeout", 3*time.Minute, "Give up (exit 1) when not converged by then.")
@@ -55,13 +57,16 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *samples, *kubeconfig, *hubspotAddr, *latency, *exitDone, *timeout); err != nil {
+	if err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr}, *latency, *exitDone, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, samples, kubeconfig, hubspotAddr string, latency time.Duration, exitDone bool, timeout time.Duration) error {
+// emulatorAddrs are the loopback addresses the samples' endpoints name.
+type emulatorAddrs struct{ hubspot, propel string }
+
+func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, latency time.Duration, exitDone bool, timeout time.Duration) error {
 	start := time.Now()
 	say("starting kube-apiserver and etcd (bin/k8s)")
 	env := &envtest.Environment{
@@ -91,7 +96,7 @@ func run(ctx context.Context, samples, kubeconfig, hubspotAddr string, latency t
 		return err
 	}
 
-	say("starting the HubSpot emulator on http://" + hubspotAddr)
+	say("starting the HubSpot emulator on http://" + addrs.hubspot)
 	em := hubspot.NewEmulator(hubspot.EmulatorOptions{
 		Tokens:  map[string][]string{"demo-hubspot-token": hubspot.DefaultScopes},
 		Latency: latency,
@@ -104,10 +109,20 @@ func run(ctx context.Context, samples, kubeconfig, hubspotAddr string, latency t
 			return "", "", false
 		},
 	})
-	if err := em.StartOn(hubspotAddr); err != nil {
+	if err := em.StartOn(addrs.hubspot); err != nil {
 		return fmt.Errorf("starting the HubSpot emulator: %w", err)
 	}
 	defer em.Close()
+
+	say("starting the Propel emulator on http://" + addrs.propel)
+	pe := propel.NewEmulator(propel.EmulatorOptions{
+		Clients: map[string]string{"demo-propel-client": "demo-propel-secret"},
+		Latency: latency,
+	})
+	if err := pe.StartOn(addrs.propel); err != nil {
+		return fmt.Errorf("starting the Propel emulator: %w", err)
+	}
+	defer pe.Close()
 
 	say("starting the operator")
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: app.NewScheme(),
