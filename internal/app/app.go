@@ -6,13 +6,18 @@ package app
 import (
 	"context"
 	"flag"
+	"fmt"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/controller"
@@ -46,6 +51,13 @@ type Options struct {
 	Backoff         planner.Backoff
 	VendorTimeout   time.Duration
 	LoopTimeout     time.Duration
+	// WatchNamespaces limits the operator to UserSyncs, UserProviders and
+	// Secrets of these namespaces; empty means all.
+	WatchNamespaces []string
+	// ProviderSelector is a label selector on UserProviders and
+	// ClusterUserProviders: several operator releases can shard a cluster's
+	// providers (each provider's UserSyncs follow it).
+	ProviderSelector string
 }
 
 // DefaultOptions are the production defaults.
@@ -69,6 +81,39 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Backoff.Max, "retry-max", o.Backoff.Max, "Longest retry delay of a record.")
 	fs.DurationVar(&o.VendorTimeout, "vendor-timeout", o.VendorTimeout, "Timeout of one vendor HTTP request.")
 	fs.DurationVar(&o.LoopTimeout, "loop-timeout", o.LoopTimeout, "Time budget of the vendor calls of one sync loop.")
+	fs.Func("watch-namespaces", "Comma-separated namespaces to serve (UserSyncs, UserProviders, Secrets); empty means all.", func(s string) error {
+		o.WatchNamespaces = nil
+		for _, ns := range strings.Split(s, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				o.WatchNamespaces = append(o.WatchNamespaces, ns)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&o.ProviderSelector, "provider-selector", o.ProviderSelector, "Label selector of the UserProviders and ClusterUserProviders this operator serves, to shard several releases; empty means all.")
+}
+
+// CacheOptions restricts the manager's cache to what the options serve: the
+// watched namespaces, and the providers the selector matches.
+func (o Options) CacheOptions() (cache.Options, error) {
+	var c cache.Options
+	if len(o.WatchNamespaces) > 0 {
+		c.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.WatchNamespaces {
+			c.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	if o.ProviderSelector != "" {
+		sel, err := labels.Parse(o.ProviderSelector)
+		if err != nil {
+			return c, fmt.Errorf("--provider-selector: %w", err)
+		}
+		c.ByObject = map[client.Object]cache.ByObject{
+			&usersv1.UserProvider{}:        {Label: sel},
+			&usersv1.ClusterUserProvider{}: {Label: sel},
+		}
+	}
+	return c, nil
 }
 
 // Setup adds the sync engine to a manager.
@@ -84,6 +129,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Backoff:         o.Backoff,
 		VendorTimeout:   o.VendorTimeout,
 		LoopTimeout:     o.LoopTimeout,
+	}
+	if o.ProviderSelector != "" {
+		sel, err := labels.Parse(o.ProviderSelector)
+		if err != nil {
+			return fmt.Errorf("--provider-selector: %w", err)
+		}
+		r.ProviderSelector = sel
 	}
 	return r.SetupWithManager(ctx, mgr, o.Workers)
 }

@@ -228,3 +228,22 @@ func vendorOptions(spec *usersv1.ProviderSpec) map[string]string {
 	}
 	return opts
 }
+
+// ownsMissing decides who reports a provider this operator's cache does not
+// hold: with a provider selector, a provider that exists but does not match
+// belongs to another operator release, which reports on it. A provider that
+// does not exist at all is reported by every release alike.
+func (r *ProviderReconciler) ownsMissing(ctx context.Context, key providerKey) (bool, error) {
+	if r.ProviderSelector == nil || r.ProviderSelector.Empty() {
+		return true, nil
+	}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(usersv1.GroupVersion.WithKind(string(key.Kind)))
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("reading %s: %w", key.index(), err)
+	}
+	return r.ProviderSelector.Matches(labels.Set(m.GetLabels())), nil
+}

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -51,6 +52,12 @@ type ProviderReconciler struct {
 	// Transport is the base HTTP transport for vendor calls; nil means a
 	// clone of http.DefaultTransport.
 	Transport http.RoundTripper
+	// ProviderSelector, when not empty, limits this operator to the
+	// providers whose labels match: several operator releases then share a
+	// cluster, each syncing its own providers (and every UserSync of them,
+	// so batching across UserSyncs is kept). The manager's cache must hold
+	// only the matching providers.
+	ProviderSelector labels.Selector
 
 	clients clientCache
 	written writtenVersions
@@ -97,6 +104,9 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 		return result, err
 	}
 	if l.provider == nil {
+		if mine, err := r.ownsMissing(ctx, l.key); err != nil || !mine {
+			return result, err
+		}
 		forgetProviderMetrics(l.key.index())
 	}
 	if err := r.gather(ctx, l); err != nil {
