@@ -47,3 +47,11 @@ const (
 // Finalizer holds a UserSync until each provider has deleted (policy Delete)
 // or forgotten (policy Orphan) its users.
 const Finalizer = "users.usersync.io/finalizer"
+
+// AnnotationApproveDeletions on a UserSync approves a held mass deletion:
+// its value is the token the DeletionHeld message names, and it approves
+// exactly that set of deletions.
+const AnnotationApproveDeletions = "users.usersync.io/approve-deletions"
+
+// ReasonDeletionHeld: a mass deletion waits for approval.
+const ReasonDeletionHeld = "DeletionHeld"

@@ -51,6 +51,13 @@ type Options struct {
 	Backoff         planner.Backoff
 	VendorTimeout   time.Duration
 	LoopTimeout     time.Duration
+	// DeletionGuardCount and DeletionGuardPercent hold back mass deletions
+	// (more than this many, or more than this share of a UserSync's users
+	// once more than DeletionGuardMin) until the UserSync approves them; 0
+	// disables each.
+	DeletionGuardCount   int
+	DeletionGuardPercent int
+	DeletionGuardMin     int
 	// WatchNamespaces limits the operator to UserSyncs, UserProviders and
 	// Secrets of these namespaces; empty means all.
 	WatchNamespaces []string
@@ -69,6 +76,11 @@ func DefaultOptions() Options {
 		Backoff:         planner.Backoff{Base: 5 * time.Second, Max: 10 * time.Minute},
 		VendorTimeout:   30 * time.Second,
 		LoopTimeout:     5 * time.Minute,
+		// An emptied values file or a deleted UserSync is the usual cause of
+		// a mass deletion; editing a small team should not need approval.
+		DeletionGuardCount:   100,
+		DeletionGuardPercent: 30,
+		DeletionGuardMin:     3,
 	}
 }
 
@@ -81,6 +93,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Backoff.Max, "retry-max", o.Backoff.Max, "Longest retry delay of a record.")
 	fs.DurationVar(&o.VendorTimeout, "vendor-timeout", o.VendorTimeout, "Timeout of one vendor HTTP request.")
 	fs.DurationVar(&o.LoopTimeout, "loop-timeout", o.LoopTimeout, "Time budget of the vendor calls of one sync loop.")
+	fs.IntVar(&o.DeletionGuardCount, "deletion-guard-count", o.DeletionGuardCount, "Hold back a UserSync's deletions when more than this many would happen at once, until approved with the users.usersync.io/approve-deletions annotation; 0 disables.")
+	fs.IntVar(&o.DeletionGuardPercent, "deletion-guard-percent", o.DeletionGuardPercent, "Hold back a UserSync's deletions when more than this share (percent) of its users would go at once (and more than --deletion-guard-min); 0 disables.")
+	fs.IntVar(&o.DeletionGuardMin, "deletion-guard-min", o.DeletionGuardMin, "Deletions up to this many are never held by --deletion-guard-percent.")
 	fs.Func("watch-namespaces", "Comma-separated namespaces to serve (UserSyncs, UserProviders, Secrets); empty means all.", func(s string) error {
 		o.WatchNamespaces = nil
 		for _, ns := range strings.Split(s, ",") {
@@ -136,6 +151,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 			return fmt.Errorf("--provider-selector: %w", err)
 		}
 		r.ProviderSelector = sel
+	}
+	if o.DeletionGuardCount > 0 || o.DeletionGuardPercent > 0 {
+		r.DeletionGuard = &planner.DeletionGuard{MaxCount: o.DeletionGuardCount,
+			MaxPercent: o.DeletionGuardPercent, MinCount: o.DeletionGuardMin}
 	}
 	return r.SetupWithManager(ctx, mgr, o.Workers)
 }

@@ -52,6 +52,9 @@ type ProviderReconciler struct {
 	// Transport is the base HTTP transport for vendor calls; nil means a
 	// clone of http.DefaultTransport.
 	Transport http.RoundTripper
+	// DeletionGuard holds back mass deletions under deletionPolicy Delete
+	// until the UserSync approves them; nil disables it.
+	DeletionGuard *planner.DeletionGuard
 	// ProviderSelector, when not empty, limits this operator to the
 	// providers whose labels match: several operator releases then share a
 	// cluster, each syncing its own providers (and every UserSync of them,
@@ -230,6 +233,11 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			s.Hold = &planner.Hold{Reason: usersv1.ReasonProviderNotReady, Message: l.ready.Message}
 		case us.Spec.Suspend:
 			s.Hold = &planner.Hold{Reason: usersv1.ReasonSuspended, Message: "spec.suspend is true"}
+		}
+		if r.DeletionGuard != nil && s.Delete {
+			g := *r.DeletionGuard
+			g.Approved = us.Annotations[usersv1.AnnotationApproveDeletions]
+			s.Guard = &g
 		}
 		if ds, ok := l.vendor.(providers.DeleteSupport); ok && s.Delete {
 			if can, why := ds.CanDelete(); !can {

@@ -43,7 +43,9 @@ func (r *ProviderReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Watches(&usersv1.UserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
 		Watches(&usersv1.ClusterUserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
-		Watches(&usersv1.UserSync{}, handler.EnqueueRequestsFromMapFunc(mapSyncToProviders), builder.WithPredicates(specOrDeletion)).
+		// An annotation may approve a held mass deletion.
+		Watches(&usersv1.UserSync{}, handler.EnqueueRequestsFromMapFunc(mapSyncToProviders),
+			builder.WithPredicates(predicate.Or(specOrDeletion, predicate.AnnotationChangedPredicate{}))).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.mapSecretToProviders)).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespaceToProviders),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).

@@ -65,7 +65,7 @@ func summarize(us *usersv1.UserSync) {
 			continue
 		}
 		switch e.Reason {
-		case usersv1.ReasonProviderNotFound, usersv1.ReasonNotPermitted, usersv1.ReasonProviderNotReady:
+		case usersv1.ReasonProviderNotFound, usersv1.ReasonNotPermitted, usersv1.ReasonProviderNotReady, usersv1.ReasonDeletionHeld:
 			if unusable == nil {
 				unusable = e
 			}

@@ -114,6 +114,8 @@ var _ = BeforeSuite(func() {
 		Backoff:         planner.Backoff{Base: 200 * time.Millisecond, Max: 2 * time.Second},
 		VendorTimeout:   5 * time.Second,
 		LoopTimeout:     time.Minute,
+		// Small deletions in the other specs pass; guard_test.go trips it.
+		DeletionGuard: &planner.DeletionGuard{MaxCount: 100, MaxPercent: 30, MinCount: 10},
 	}
 	Expect(r.SetupWithManager(ctx, mgr, 4)).To(Succeed())
 	go func() {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -118,8 +119,8 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 	if old := currentEntry(v.obj, l.key.ref()); old != nil {
 		e.LastSyncTime = old.LastSyncTime
 	}
-	var pending, failed, deleting int
-	var firstDelete string
+	var pending, failed, deleting, held int
+	var firstDelete, heldMessage string
 	for _, rec := range recs {
 		switch rec.State {
 		case planner.StatePending:
@@ -128,7 +129,10 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 			failed++
 		case planner.StateDeleting:
 			deleting++
-			if firstDelete == "" {
+			if rec.Reason == planner.ReasonDeletionHeld {
+				held++
+				heldMessage = rec.Message
+			} else if firstDelete == "" {
 				firstDelete = rec.Message
 			}
 		}
@@ -147,6 +151,10 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 		e.Reason, e.Message = usersv1.ReasonProviderNotReady, l.ready.Message
 	case v.obj.Spec.Suspend && pending+deleting+missing > 0:
 		e.Reason, e.Message = usersv1.ReasonSuspended, "spec.suspend is true"
+	case held > 0:
+		e.Reason = usersv1.ReasonDeletionHeld
+		e.Message = planner.Truncate(fmt.Sprintf("%s (kubectl annotate usersync -n %s %s %s)", heldMessage, v.obj.Namespace,
+			v.obj.Name, approveArg(heldMessage)), 1024)
 	case deleting > 0:
 		e.Reason = usersv1.ReasonDeleting
 		e.Message = planner.Truncate(fmt.Sprintf("%d users wait to be deleted at the vendor (last error: %s); "+
@@ -268,4 +276,17 @@ func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, plan 
 		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, usersv1.ReasonConflict, "Sync",
 			"%s: %d users conflict with another UserSync", prov, conflicts)
 	}
+}
+
+// approveArg is the "annotation=token" a DeletionHeld message names.
+func approveArg(msg string) string {
+	i := strings.Index(msg, usersv1.AnnotationApproveDeletions+"=")
+	if i < 0 {
+		return usersv1.AnnotationApproveDeletions + "=<token>"
+	}
+	arg := msg[i:]
+	if j := strings.IndexAny(arg, ", "); j >= 0 {
+		arg = arg[:j]
+	}
+	return arg
 }

@@ -9,11 +9,14 @@
 package planner
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
 	"time"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -75,6 +78,53 @@ type Sync struct {
 	// Removed is true when the UserSync is being deleted or no longer lists
 	// this provider: every record leaves.
 	Removed bool
+	// Guard, when set, holds a mass deletion back until it is approved.
+	Guard *DeletionGuard
+}
+
+// DeletionGuard holds back a loop's deletions of one UserSync when they are
+// many at once (an emptied values file, a bad Helm render, a deleted
+// UserSync): they wait, Deleting with reason DeletionHeld, until the UserSync
+// approves exactly that set of deletions.
+type DeletionGuard struct {
+	// MaxCount: more deletions than this are held. 0: no count limit.
+	MaxCount int
+	// MaxPercent: deletions of more than this share of the UserSync's
+	// records at this provider are held, when they are more than MinCount.
+	// 0: no share limit.
+	MaxPercent int
+	MinCount   int
+	// Approved is the approval token the UserSync carries, if any.
+	Approved string
+}
+
+// ReasonDeletionHeld is the reason of a record whose deletion waits for
+// approval.
+const ReasonDeletionHeld = usersv1.ReasonDeletionHeld
+
+// DeletionToken names a set of deletions: approving it approves exactly
+// these keys, so a stale approval never lets a different mass deletion
+// through.
+func DeletionToken(keys []string) string {
+	sorted := append([]string(nil), keys...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, k := range sorted {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// holds reports whether n deletions among total records trip the guard.
+func (g *DeletionGuard) holds(n, total int) bool {
+	if g == nil || n == 0 {
+		return false
+	}
+	if g.MaxCount > 0 && n > g.MaxCount {
+		return true
+	}
+	return g.MaxPercent > 0 && n > g.MinCount && n*100 > g.MaxPercent*total
 }
 
 // Hold is why writes wait.
@@ -173,9 +223,11 @@ func Compute(in Input) Plan {
 			}
 		}
 		sort.Strings(gone)
+		first := len(p.Items)
 		for _, key := range gone {
 			p.add(planGone(in, si, s.Records[key]))
 		}
+		guardDeletions(s, p.Items[first:])
 	}
 	for i := range p.Items {
 		it := &p.Items[i]
@@ -188,6 +240,41 @@ func Compute(in Input) Plan {
 }
 
 func (p *Plan) add(it Item) { p.Items = append(p.Items, it) }
+
+// guardDeletions holds the new deletions of one UserSync when the guard
+// trips and they are not approved. Deletions already under way (approved
+// earlier, or small enough) are not counted again.
+func guardDeletions(s *Sync, items []Item) {
+	var fresh []int
+	var keys []string
+	for i, it := range items {
+		if it.Kind != Remove {
+			continue
+		}
+		if it.Record.State == StateDeleting && it.Record.Reason != ReasonDeletionHeld {
+			continue
+		}
+		fresh = append(fresh, i)
+		keys = append(keys, it.Key)
+	}
+	if !s.Guard.holds(len(fresh), len(s.Records)) {
+		return
+	}
+	token := DeletionToken(keys)
+	if token == s.Guard.Approved {
+		return
+	}
+	msg := fmt.Sprintf("%d of %d users would be deleted at once: approve with the annotation %s=%s, "+
+		"or set spec.deletionPolicy: Orphan to forget them", len(fresh), len(s.Records), usersv1.AnnotationApproveDeletions, token)
+	for _, i := range fresh {
+		it := &items[i]
+		it.Kind = Held
+		it.Change = providers.Change{}
+		it.Record.State = StateDeleting
+		it.Record.Reason = ReasonDeletionHeld
+		it.Record.Message = Truncate(msg, MaxMessageLength)
+	}
+}
 
 // owner is the UserSync and key that keeps an identity.
 type owner struct {

@@ -2,11 +2,14 @@ package planner
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -225,5 +228,119 @@ func TestNextRetry(t *testing.T) {
 	}
 	if got := NextRetry(out[:0], b); !got.IsZero() {
 		t.Errorf("NextRetry of nothing = %v, want zero", got)
+	}
+}
+
+func TestDeletionGuard(t *testing.T) {
+	records := func(n int, state, reason string) map[string]Record {
+		m := map[string]Record{}
+		for i := range n {
+			k := fmt.Sprintf("u%03d", i)
+			m[k] = Record{Key: k, ExternalID: strconv.Itoa(i + 1), State: state, Reason: reason, Hash: "h", Action: "Created"}
+		}
+		return m
+	}
+	keep := func(n int) []Desired {
+		out := make([]Desired, n)
+		for i := range out {
+			out[i] = desired(fmt.Sprintf("u%03d", i), fmt.Sprintf("u%03d@x.io", i))
+		}
+		return out
+	}
+	gone := func(from, to int) []string {
+		var keys []string
+		for i := from; i < to; i++ {
+			keys = append(keys, fmt.Sprintf("u%03d", i))
+		}
+		return keys
+	}
+	guard := func(approved string) *DeletionGuard {
+		return &DeletionGuard{MaxCount: 100, MaxPercent: 30, MinCount: 3, Approved: approved}
+	}
+	cases := map[string]struct {
+		sync     Sync
+		held     int
+		removed  int
+		tokenFor []string // the token the message must name
+	}{
+		"a few deletions pass": {
+			sync:    Sync{Name: "ns/s", Delete: true, Users: keep(47), Records: records(50, StateSynced, ""), Guard: guard("")},
+			removed: 3,
+		},
+		"a large share is held": {
+			sync: Sync{Name: "ns/s", Delete: true, Users: keep(10), Records: records(50, StateSynced, ""), Guard: guard("")},
+			held: 40, tokenFor: gone(10, 50),
+		},
+		"the approved set passes": {
+			sync:    Sync{Name: "ns/s", Delete: true, Users: keep(10), Records: records(50, StateSynced, ""), Guard: guard(DeletionToken(gone(10, 50)))},
+			removed: 40,
+		},
+		"a stale approval does not let another set through": {
+			sync: Sync{Name: "ns/s", Delete: true, Users: keep(5), Records: records(50, StateSynced, ""), Guard: guard(DeletionToken(gone(10, 50)))},
+			held: 45, tokenFor: gone(5, 50),
+		},
+		"over the count, even as a small share": {
+			sync: Sync{Name: "ns/s", Delete: true, Users: keep(850), Records: records(1000, StateSynced, ""), Guard: guard("")},
+			held: 150, tokenFor: gone(850, 1000),
+		},
+		"a deleted UserSync is guarded too": {
+			sync: Sync{Name: "ns/s", Delete: true, Removed: true, Records: records(8, StateSynced, ""), Guard: guard("")},
+			held: 8, tokenFor: gone(0, 8),
+		},
+		"deletions already under way are not held again": {
+			sync:    Sync{Name: "ns/s", Delete: true, Removed: true, Records: records(8, StateDeleting, "ServerError"), Guard: guard("")},
+			removed: 8,
+		},
+		"held deletions stay held until approved": {
+			sync: Sync{Name: "ns/s", Delete: true, Removed: true, Records: records(8, StateDeleting, ReasonDeletionHeld), Guard: guard("")},
+			held: 8, tokenFor: gone(0, 8),
+		},
+		"Orphan forgets without a guard": {
+			sync: Sync{Name: "ns/s", Removed: true, Records: records(8, StateSynced, ""), Guard: guard("")},
+		},
+		"no guard configured": {
+			sync:    Sync{Name: "ns/s", Delete: true, Removed: true, Records: records(8, StateSynced, "")},
+			removed: 8,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := Compute(Input{Now: t0, Syncs: []Sync{tc.sync}, Backoff: Backoff{Base: time.Second, Max: time.Minute}})
+			held, removed := 0, 0
+			for _, it := range p.Items {
+				switch {
+				case it.Kind == Remove:
+					removed++
+				case it.Kind == Held && it.Record.Reason == ReasonDeletionHeld:
+					held++
+					if it.Record.State != StateDeleting {
+						t.Fatalf("held record state %s", it.Record.State)
+					}
+					want := DeletionToken(tc.tokenFor)
+					if !strings.Contains(it.Record.Message, usersv1.AnnotationApproveDeletions+"="+want) {
+						t.Fatalf("message %q lacks token %s", it.Record.Message, want)
+					}
+				}
+			}
+			deletes := 0
+			for _, ch := range p.Changes {
+				if ch.Op == providers.OpDelete {
+					deletes++
+				}
+			}
+			if held != tc.held || removed != tc.removed || deletes != tc.removed {
+				t.Fatalf("held %d removed %d deletes sent %d, want held %d removed %d", held, removed, deletes, tc.held, tc.removed)
+			}
+		})
+	}
+}
+
+func TestDeletionTokenIgnoresOrder(t *testing.T) {
+	if DeletionToken([]string{"a", "b"}) != DeletionToken([]string{"b", "a"}) {
+		t.Fatal("order matters")
+	}
+	if DeletionToken([]string{"a", "b"}) == DeletionToken([]string{"a", "b", "c"}) ||
+		DeletionToken([]string{"ab"}) == DeletionToken([]string{"a", "b"}) {
+		t.Fatal("different sets share a token")
 	}
 }
