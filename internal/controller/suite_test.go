@@ -1,16 +1,20 @@
 package controller
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -42,7 +46,27 @@ var (
 	testScheme = runtime.NewScheme()
 	// metricsAddr is where the manager serves /metrics.
 	metricsAddr string
+	// operatorLog holds everything the operator logged.
+	operatorLog syncBuffer
 )
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // freeAddr returns a loopback address with a port nothing listens on.
 func freeAddr() string {
@@ -71,7 +95,8 @@ func assetsDir() string {
 }
 
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	// Debug logging, kept in memory too: secrets_test.go searches it.
+	logf.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &operatorLog)), zap.UseDevMode(true), zap.Level(zapcore.Level(-5))))
 	ctx, cancel = context.WithCancel(context.TODO())
 	Expect(clientgoscheme.AddToScheme(testScheme)).To(Succeed())
 	Expect(usersv1.AddToScheme(testScheme)).To(Succeed())
