@@ -42,8 +42,11 @@ type EmulatorOptions struct {
 	// Tokens maps each valid bearer token to its scopes.
 	Tokens map[string][]string
 	// UniqueProperties have unique values (hasUniqueValue); hs_email always
-	// has. Upserts and updates by idProperty accept only these.
+	// has, unless DuplicateEmails. Upserts and updates by idProperty accept only these.
 	UniqueProperties []string
+	// DuplicateEmails lets two users share an email, so that a test can
+	// tell whether the operator itself never creates a user twice.
+	DuplicateEmails bool
 	// RateLimit is the number of requests per RateWindow (default 100 per
 	// 10 s); negative disables it. Search is exempt, as HubSpot documents.
 	RateLimit  int
@@ -111,7 +114,7 @@ func NewEmulator(o EmulatorOptions) *Emulator {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = MaxBatch
 	}
-	if !slices.Contains(o.UniqueProperties, PropEmail) {
+	if !o.DuplicateEmails && !slices.Contains(o.UniqueProperties, PropEmail) {
 		o.UniqueProperties = append(slices.Clone(o.UniqueProperties), PropEmail)
 	}
 	return &Emulator{opts: o, users: map[string]*EmulatedUser{}, nextID: 1000,
