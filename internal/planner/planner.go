@@ -206,6 +206,7 @@ type Input struct {
 func Compute(in Input) Plan {
 	var p Plan
 	owners := claimIdentities(in.Syncs)
+	kept := keptExternalIDs(in.Syncs)
 	for si := range in.Syncs {
 		s := &in.Syncs[si]
 		declared := make(map[string]struct{}, len(s.Users))
@@ -225,7 +226,7 @@ func Compute(in Input) Plan {
 		sort.Strings(gone)
 		first := len(p.Items)
 		for _, key := range gone {
-			p.add(planGone(in, si, s.Records[key]))
+			p.add(planGone(in, si, s.Records[key], kept))
 		}
 		guardDeletions(s, p.Items[first:])
 	}
@@ -383,11 +384,31 @@ func planUser(in Input, si int, d Desired, owners map[string]owner) Item {
 	return it
 }
 
-func planGone(in Input, si int, rec Record) Item {
+// keptExternalIDs are the vendor ids that records of declared users hold.
+func keptExternalIDs(syncs []Sync) map[string]struct{} {
+	kept := map[string]struct{}{}
+	for _, s := range syncs {
+		if s.Removed {
+			continue
+		}
+		for _, d := range s.Users {
+			if rec, ok := s.Records[d.User.Key]; ok && rec.ExternalID != "" {
+				kept[rec.ExternalID] = struct{}{}
+			}
+		}
+	}
+	return kept
+}
+
+func planGone(in Input, si int, rec Record, kept map[string]struct{}) Item {
 	s := &in.Syncs[si]
 	it := Item{Sync: si, Key: rec.Key, Record: rec}
 	mayExist := rec.ExternalID != "" || (rec.State != StateFailed && rec.Action != "")
-	if !s.Delete || !mayExist {
+	// A user that moved to another UserSync (or key) of this provider, whose
+	// record already holds its vendor id, is handed over: deleting it would
+	// archive the user the other record declares.
+	_, handedOver := kept[rec.ExternalID]
+	if !s.Delete || !mayExist || (rec.ExternalID != "" && handedOver) {
 		it.Kind = Forget
 		return it
 	}

@@ -59,6 +59,18 @@ func TestCompute(t *testing.T) {
 			syncs: []Sync{{Name: "ns/s", Users: []Desired{a, b}}},
 			want:  map[string]got{"0/a": {Kind: Write, Op: providers.OpCreate}, "0/b": {Kind: Write, Op: providers.OpCreate}},
 		},
+		"a user that moved to another UserSync is handed over, not deleted": {
+			syncs: []Sync{
+				{Name: "ns/old", Delete: true, Created: t0, Records: map[string]Record{"a": synced(a, "1")}},
+				{Name: "ns/new", Delete: true, Created: t0.Add(time.Hour), Users: []Desired{a}, Records: map[string]Record{"a": synced(a, "1")}},
+			},
+			want: map[string]got{"0/a": {Kind: Forget}, "1/a": {Kind: Noop}},
+		},
+		"a user that moved to another key keeps its vendor user": {
+			syncs: []Sync{{Name: "ns/s", Delete: true, Users: []Desired{b},
+				Records: map[string]Record{"a": synced(a, "1"), "b": synced(b, "1")}}},
+			want: map[string]got{"0/a": {Kind: Forget}, "0/b": {Kind: Noop}},
+		},
 		"unchanged synced users are not written": {
 			syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Records: map[string]Record{"a": synced(a, "1")}}},
 			want:  map[string]got{"0/a": {Kind: Noop}},
