@@ -13,6 +13,8 @@ IMG ?= ghcr.io/usersync/usersync-operator:dev
 # kube-apiserver build.
 TEST_TIMEOUT ?= 20m
 
+include hack/helm.mk
+
 .PHONY: all
 all: build
 
@@ -26,6 +28,7 @@ help: ## Show this help.
 manifests: controller-gen ## Generate the CRDs and RBAC into config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
 	go run ./hack/crdpatch config/crd/bases/users.usersync.io_usersyncs.yaml
+	@$(MAKE) --no-print-directory helm-crds >/dev/null
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.
@@ -45,12 +48,13 @@ envtest: ## Provide kube-apiserver and etcd for envtest in bin/k8s (built from t
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when the committed CRDs, RBAC or DeepCopy are stale.
-	@if [ -n "$$(git status --porcelain -- config api)" ]; then \
-		echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- config api; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- config api charts/usersync-operator/crds)" ]; then \
+		echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- config api charts/usersync-operator/crds; exit 1; fi
 
 .PHONY: test
-test: manifests generate vet envtest ## Run every test: unit, emulator, envtest against a real kube-apiserver and etcd, and the demo.
-	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go test ./... -race -count=1 -timeout $(TEST_TIMEOUT)
+test: manifests generate vet envtest helm-lint kustomize ## Run every test: unit, emulator, envtest against a real kube-apiserver and etcd, the Helm charts, the kustomize config, and the demo.
+	$(KUSTOMIZE) build config/default >/dev/null
+	HELM=$(HELM) KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go test ./... -race -count=1 -timeout $(TEST_TIMEOUT)
 	$(MAKE) demo-check
 
 .PHONY: bench

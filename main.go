@@ -19,11 +19,13 @@ func main() {
 	var (
 		metricsAddr, probeAddr string
 		leaderElect            bool
+		leaderElectionID       string
 	)
 	opts := app.DefaultOptions()
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the Prometheus metrics endpoint binds to, e.g. :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica syncs at a time.")
+	flag.StringVar(&leaderElectionID, "leader-election-id", "usersync-operator.users.usersync.io", "Name of the leader-election Lease; shards (--provider-selector) in one namespace need one each.")
 	opts.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -42,7 +44,7 @@ func main() {
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
-		LeaderElectionID:       "usersync-operator.users.usersync.io",
+		LeaderElectionID:       leaderElectionID,
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
