@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -648,5 +649,89 @@ func BenchmarkApplyCreate1000(b *testing.B) {
 		if _, err := s.c.Apply(context.Background(), chs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTransportFaults covers answers that never come or come broken. A
+// create is never resent after the request may have reached HubSpot; an
+// update (idempotent) is retried at most three times.
+func TestTransportFaults(t *testing.T) {
+	reset := func(w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	}
+	hang := func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+	truncated := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"status":"COMPLETE","results":[{"id":"1","objectWriteTraceId":"c0"`))
+	}
+	html := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`<html><body>Service temporarily unavailable</body></html>`))
+	}
+	cases := []struct {
+		name      string
+		handler   http.HandlerFunc
+		op        providers.Op
+		calls     int
+		code      string
+		uncertain bool
+	}{
+		{"connection reset on create", reset, providers.OpCreate, 1, "VendorUnreachable", true},
+		{"connection reset on update", reset, providers.OpUpdate, 3, "VendorUnreachable", true},
+		{"no answer on create", hang, providers.OpCreate, 1, "VendorUnreachable", true},
+		{"no answer on update", hang, providers.OpUpdate, 3, "VendorUnreachable", true},
+		{"truncated JSON", truncated, providers.OpCreate, 1, "BadResponse", true},
+		{"HTML instead of JSON", html, providers.OpUpdate, 1, "BadResponse", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			calls := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				tc.handler(w, r)
+			}))
+			defer srv.Close()
+			s := &sleeps{}
+			cl, err := Factory{}.New(providers.Config{Endpoint: srv.URL, Credentials: map[string][]byte{"token": []byte(token)},
+				HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}, Sleep: s.sleep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chs := creates(3)
+			if tc.op == providers.OpUpdate {
+				for i := range chs {
+					chs[i].Op, chs[i].ExternalID = providers.OpUpdate, fmt.Sprint(100+i)
+				}
+			}
+			res := apply(t, cl.(*Client), chs)
+			for _, r := range res {
+				re := recErr(t, r)
+				if re.Permanent || re.Code != tc.code || re.Uncertain != tc.uncertain {
+					t.Fatalf("%s: %+v", r.ID, re)
+				}
+				if strings.Contains(re.Message, token) {
+					t.Fatal("the token is in the message")
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if calls != tc.calls {
+				t.Fatalf("%d calls, want %d", calls, tc.calls)
+			}
+		})
 	}
 }
