@@ -262,6 +262,12 @@ func ObserveCall(ctx context.Context, endpoint string, records int) context.Cont
 
 type endpointKey struct{}
 
+// NameEndpoint names the endpoint of the requests made with ctx, for their
+// metrics, without reporting a call of records (a token request, a lookup).
+func NameEndpoint(ctx context.Context, endpoint string) context.Context {
+	return context.WithValue(ctx, endpointKey{}, endpoint)
+}
+
 // EndpointOf is the endpoint name ObserveCall put in ctx, or "".
 func EndpointOf(ctx context.Context) string {
 	s, _ := ctx.Value(endpointKey{}).(string)

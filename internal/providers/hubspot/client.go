@@ -89,7 +89,7 @@ func (r response) errorBody() errorBody {
 
 // Verify implements providers.Client with the cheapest authenticated read.
 func (c *Client) Verify(ctx context.Context) error {
-	resp, err := c.do(providers.ObserveCall(ctx, "list", 0), http.MethodGet, "?limit=1&archived=false", nil, true)
+	resp, err := c.do(providers.NameEndpoint(ctx, "list"), http.MethodGet, "?limit=1&archived=false", nil, true)
 	if err != nil {
 		return err
 	}

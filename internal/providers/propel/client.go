@@ -188,7 +188,7 @@ func (c *Client) write(ctx context.Context, batch []*pending) *providers.AuthErr
 		failAll(batch, &providers.RecordError{Permanent: true, Code: codeInvalidRecord, Message: err.Error()})
 		return nil
 	}
-	resp, err := c.post(ctx, pathBulkSourceID, body)
+	resp, err := c.post(providers.ObserveCall(ctx, "users/bulk/sourceId", len(batch)), pathBulkSourceID, body)
 	var ae *providers.AuthError
 	switch {
 	case errors.As(err, &ae):

@@ -141,7 +141,7 @@ func (t *tokenSource) fetch(ctx context.Context) (string, time.Duration, error) 
 		"client_id":     {t.clientID},
 		"client_secret": {t.secret},
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(providers.NameEndpoint(ctx, "oauth2/token"), http.MethodPost, t.url, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", 0, fmt.Errorf("propel token request: %w", err)
 	}

@@ -1,0 +1,721 @@
+package usercom
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EmulatorOptions configures an Emulator.
+type EmulatorOptions struct {
+	// Tokens are the API keys the emulator accepts.
+	Tokens []string
+	// Attributes are the custom attributes defined in the app: name to
+	// type, one of the Type constants. A value for another name is
+	// refused.
+	Attributes map[string]string
+	// MaxIDs is the most ids one mass call may carry; 0 means MaxBatch. A
+	// larger call is refused with 400.
+	MaxIDs int
+	// Latency delays every answer.
+	Latency time.Duration
+}
+
+// Types of custom attributes, as EmulatorOptions.Attributes takes them.
+const (
+	TypeString   = "string"
+	TypeInteger  = "integer"
+	TypeFloat    = "float"
+	TypeBoolean  = "boolean"
+	TypeDate     = "date"
+	TypeDatetime = "datetime"
+)
+
+// Endpoint names, as Calls, Inputs, Inject and InjectAfterApply take them.
+const (
+	EndpointUpsert  = "users/update_or_create/"
+	EndpointMass    = "users/mass_update_custom_attributes/"
+	EndpointPerUser = "users/{id}/set_multiple_attributes/"
+	EndpointDelete  = "users-by-id/{custom_id}/"
+	EndpointList    = "users/"
+)
+
+// EmulatedUser is a user stored by the emulator.
+type EmulatedUser struct {
+	ID        int64
+	CustomID  string
+	Email     string
+	FirstName string
+	LastName  string
+	// Fields holds the other standard fields (phone_number, city, ...)
+	// update_or_create set, as sent.
+	Fields map[string]any
+	// Attributes holds the custom attributes with their typed values:
+	// string (also for date and datetime), int64, float64 or bool.
+	Attributes map[string]any
+}
+
+// Emulator is an in-memory user.com public API for tests and the demo, a
+// real HTTP server under /api/public/. It is safe for concurrent use.
+//
+// It serves update_or_create (keyed on custom_id, with standard fields and
+// typed custom attributes as top-level keys), mass_update_custom_attributes
+// (PUT or POST), users/{id}/set_multiple_attributes/, DELETE
+// users-by-id/{custom_id}/ and GET users/ (paged by limit and offset).
+// Every request needs "Authorization: Token <key>" with a key of
+// EmulatorOptions.Tokens; others get 401 {"detail":"Invalid token."}.
+//
+// Where user.com documents nothing, it makes these choices, in the style of
+// the Django REST Framework app user.com is: a path without its trailing
+// slash gets 404 with a message saying so (no redirect); errors are
+// {"detail": "..."} or field errors {"field": ["..."]}; a custom attribute
+// the app does not define gets 400 {"detail":"Attribute 'x' does not
+// exist"}; a value of the wrong type gets a 400 field error; a mass call
+// naming ids of users that do not exist writes nothing and gets 404
+// {"detail":"Users with ids 12, 15 do not exist."}; a mass call with more
+// than MaxIDs ids gets 400 {"ids":["Ensure this field has no more than N
+// elements."]}; null clears an attribute. It is stricter about types than
+// user.com may be: a string attribute takes only strings, an integer one
+// only JSON integers.
+type Emulator struct {
+	opts EmulatorOptions
+	srv  *http.Server
+	url  string
+
+	mu       sync.Mutex
+	users    map[int64]*EmulatedUser
+	byCustom map[string]int64
+	nextID   int64
+	calls    map[string]int
+	inputs   map[string][]int
+	faults   map[string][]*fault
+}
+
+// fault is an injected answer.
+type fault struct {
+	status     int
+	count      int
+	afterApply bool
+}
+
+// NewEmulator returns an Emulator that is not listening yet.
+func NewEmulator(o EmulatorOptions) *Emulator {
+	if o.MaxIDs <= 0 {
+		o.MaxIDs = MaxBatch
+	}
+	e := &Emulator{
+		opts:     o,
+		users:    map[int64]*EmulatedUser{},
+		byCustom: map[string]int64{},
+		nextID:   5000,
+		calls:    map[string]int{},
+		inputs:   map[string][]int{},
+		faults:   map[string][]*fault{},
+	}
+	e.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	return e
+}
+
+// Start serves on a free port of 127.0.0.1 and returns the API base URL,
+// which ends in /api/public/. It panics when no port can be opened, as
+// httptest.NewServer does.
+func (e *Emulator) Start() string {
+	if err := e.StartOn("127.0.0.1:0"); err != nil {
+		panic(fmt.Sprintf("usercom emulator: %v", err))
+	}
+	return e.url
+}
+
+// StartOn serves on addr (host:port).
+func (e *Emulator) StartOn(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	e.url = "http://" + l.Addr().String() + apiPath
+	go func() { _ = e.srv.Serve(l) }()
+	return nil
+}
+
+// URL is the API base URL the emulator serves on, ending in /api/public/.
+func (e *Emulator) URL() string { return e.url }
+
+// Close stops serving and closes open connections.
+func (e *Emulator) Close() { _ = e.srv.Close() }
+
+// Inject makes the next count requests to endpoint (an Endpoint constant)
+// answer status without doing anything. A 429 carries Retry-After: 1.
+func (e *Emulator) Inject(endpoint string, status, count int) {
+	e.inject(endpoint, &fault{status: status, count: count})
+}
+
+// InjectAfterApply makes the next count requests to endpoint do their work
+// and then answer status instead of their result: a lost response.
+func (e *Emulator) InjectAfterApply(endpoint string, status, count int) {
+	e.inject(endpoint, &fault{status: status, count: count, afterApply: true})
+}
+
+func (e *Emulator) inject(endpoint string, f *fault) {
+	if f.count <= 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults[endpoint] = append(e.faults[endpoint], f)
+}
+
+// Calls counts the authenticated requests to endpoint, including refused
+// and faulted ones.
+func (e *Emulator) Calls(endpoint string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.calls[endpoint]
+}
+
+// Inputs lists, per call counted by Calls, the ids of a mass call or the
+// attributes of a set_multiple_attributes call, in order.
+func (e *Emulator) Inputs(endpoint string) []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.inputs[endpoint])
+}
+
+// ResetCounters zeroes Calls and Inputs; users and faults stay.
+func (e *Emulator) ResetCounters() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.calls)
+	clear(e.inputs)
+}
+
+// Users returns a copy of every user, ordered by id.
+func (e *Emulator) Users() []EmulatedUser {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]EmulatedUser, 0, len(e.users))
+	for _, id := range slices.Sorted(maps.Keys(e.users)) {
+		out = append(out, copyUser(e.users[id]))
+	}
+	return out
+}
+
+// UserByCustomID returns a copy of the user with this custom_id.
+func (e *Emulator) UserByCustomID(customID string) (EmulatedUser, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, ok := e.byCustom[customID]
+	if !ok {
+		return EmulatedUser{}, false
+	}
+	return copyUser(e.users[id]), true
+}
+
+// DeleteUser removes the user with this custom_id, as someone deleting it
+// in user.com's panel would; it reports whether there was one.
+func (e *Emulator) DeleteUser(customID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.remove(customID)
+}
+
+// remove deletes a user by custom_id. Callers hold e.mu.
+func (e *Emulator) remove(customID string) bool {
+	id, ok := e.byCustom[customID]
+	if ok {
+		delete(e.byCustom, customID)
+		delete(e.users, id)
+	}
+	return ok
+}
+
+func copyUser(u *EmulatedUser) EmulatedUser {
+	c := *u
+	c.Fields = maps.Clone(u.Fields)
+	c.Attributes = maps.Clone(u.Attributes)
+	return c
+}
+
+// ServeHTTP implements http.Handler.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e.opts.Latency > 0 {
+		t := time.NewTimer(e.opts.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), apiPath)
+	if !ok {
+		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		return
+	}
+	if !strings.HasSuffix(rest, "/") {
+		writeJSON(w, http.StatusNotFound, detail(fmt.Sprintf(
+			"Not found. user.com API paths end with a slash: %s%s/", apiPath, rest)))
+		return
+	}
+	endpoint, param, methods := route(rest)
+	if endpoint == "" {
+		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		return
+	}
+	if !slices.Contains(methods, r.Method) {
+		writeJSON(w, http.StatusMethodNotAllowed, detail(fmt.Sprintf("Method %q not allowed.", r.Method)))
+		return
+	}
+	if msg, ok := e.authorized(r); !ok {
+		writeJSON(w, http.StatusUnauthorized, detail(msg))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, detail("The body could not be read."))
+		return
+	}
+
+	e.mu.Lock()
+	e.calls[endpoint]++
+	if n, counted := countInputs(endpoint, body); counted {
+		e.inputs[endpoint] = append(e.inputs[endpoint], n)
+	}
+	var f *fault
+	if q := e.faults[endpoint]; len(q) > 0 {
+		f = q[0]
+		if f.count--; f.count == 0 {
+			e.faults[endpoint] = q[1:]
+		}
+	}
+	e.mu.Unlock()
+
+	serve := func(w http.ResponseWriter) { e.serve(w, r, endpoint, param, body) }
+	switch {
+	case f == nil:
+		serve(w)
+	case f.afterApply:
+		serve(httptest.NewRecorder())
+		writeFault(w, f.status)
+	default:
+		writeFault(w, f.status)
+	}
+}
+
+// route maps an escaped path below /api/public/ to its endpoint, the
+// path's (unescaped) parameter and the methods it allows; an unknown path
+// gives "".
+func route(rest string) (endpoint, param string, methods []string) {
+	switch rest {
+	case EndpointUpsert:
+		return EndpointUpsert, "", []string{http.MethodPost}
+	case EndpointMass:
+		return EndpointMass, "", []string{http.MethodPost, http.MethodPut}
+	case EndpointList:
+		return EndpointList, "", []string{http.MethodGet}
+	}
+	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+	switch {
+	case len(parts) == 3 && parts[0] == "users" && parts[2] == "set_multiple_attributes":
+		return EndpointPerUser, parts[1], []string{http.MethodPost}
+	case len(parts) == 2 && parts[0] == "users-by-id":
+		if customID, err := url.PathUnescape(parts[1]); err == nil {
+			return EndpointDelete, customID, []string{http.MethodDelete}
+		}
+	}
+	return "", "", nil
+}
+
+// countInputs is what Inputs records for a call: the ids of a mass call,
+// the attributes of a set_multiple_attributes call.
+func countInputs(endpoint string, body []byte) (int, bool) {
+	switch endpoint {
+	case EndpointMass:
+		var req struct {
+			IDs []json.RawMessage `json:"ids"`
+		}
+		_ = json.Unmarshal(body, &req)
+		return len(req.IDs), true
+	case EndpointPerUser:
+		var req map[string]json.RawMessage
+		_ = json.Unmarshal(body, &req)
+		return len(req), true
+	}
+	return 0, false
+}
+
+// authorized checks the Token header; the message says why it failed.
+func (e *Emulator) authorized(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "Authentication credentials were not provided.", false
+	}
+	scheme, tok, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Token") || !slices.Contains(e.opts.Tokens, strings.TrimSpace(tok)) {
+		return "Invalid token.", false
+	}
+	return "", true
+}
+
+// serve carries out an authenticated call.
+func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, endpoint, param string, body []byte) {
+	if endpoint == EndpointList {
+		e.list(w, r)
+		return
+	}
+	if endpoint == EndpointDelete {
+		e.mu.Lock()
+		ok := e.remove(param)
+		e.mu.Unlock()
+		if !ok {
+			writeJSON(w, http.StatusNotFound, detail("Not found."))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var req map[string]any
+	if err := dec.Decode(&req); err != nil || req == nil {
+		writeJSON(w, http.StatusBadRequest, detail("JSON parse error: the body must be a JSON object."))
+		return
+	}
+	switch endpoint {
+	case EndpointUpsert:
+		e.upsert(w, req)
+	case EndpointMass:
+		e.mass(w, req)
+	case EndpointPerUser:
+		e.setMultiple(w, param, req)
+	}
+}
+
+var emuEmailRE = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+
+// upsert serves update_or_create.
+func (e *Emulator) upsert(w http.ResponseWriter, req map[string]any) {
+	fieldErrs := map[string][]string{}
+	strField := func(name string) (string, bool) {
+		v, present := req[name]
+		if !present || v == nil {
+			return "", present
+		}
+		s, ok := v.(string)
+		if !ok {
+			fieldErrs[name] = []string{"Not a valid string."}
+		}
+		return s, true
+	}
+	customID, _ := strField(fieldCustomID)
+	if customID == "" && fieldErrs[fieldCustomID] == nil {
+		fieldErrs[fieldCustomID] = []string{"This field is required."}
+	}
+	email, hasEmail := strField(fieldEmail)
+	if email != "" && !emuEmailRE.MatchString(email) {
+		fieldErrs[fieldEmail] = []string{"Enter a valid email address."}
+	}
+	first, hasFirst := strField(fieldFirstName)
+	last, hasLast := strField(fieldLastName)
+	std := map[string]any{}
+	attrs := map[string]any{}
+	for _, name := range slices.Sorted(maps.Keys(req)) {
+		v := req[name]
+		switch {
+		case name == fieldCustomID || name == fieldEmail || name == fieldFirstName || name == fieldLastName || name == "id":
+		case standardAttrs[name]:
+			std[name] = plain(v)
+		default:
+			typed, msg, known := e.typed(name, v)
+			if !known {
+				writeJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", name)))
+				return
+			}
+			if msg != "" {
+				fieldErrs[name] = []string{msg}
+				continue
+			}
+			attrs[name] = typed
+		}
+	}
+	if len(fieldErrs) > 0 {
+		writeJSON(w, http.StatusBadRequest, fieldErrs)
+		return
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u, created := e.users[e.byCustom[customID]], false
+	if u == nil {
+		u = &EmulatedUser{ID: e.nextID, CustomID: customID, Fields: map[string]any{}, Attributes: map[string]any{}}
+		e.nextID++
+		e.users[u.ID], e.byCustom[customID] = u, u.ID
+		created = true
+	}
+	if hasEmail {
+		u.Email = email
+	}
+	if hasFirst {
+		u.FirstName = first
+	}
+	if hasLast {
+		u.LastName = last
+	}
+	setAll(u.Fields, std)
+	setAll(u.Attributes, attrs)
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, map[string]any{"created": created, "id": u.ID})
+}
+
+// mass serves mass_update_custom_attributes.
+func (e *Emulator) mass(w http.ResponseWriter, req map[string]any) {
+	list, ok := req["ids"].([]any)
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {"Expected a list of items."}})
+		return
+	}
+	if len(list) == 0 {
+		writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {"This list may not be empty."}})
+		return
+	}
+	if len(list) > e.opts.MaxIDs {
+		writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {fmt.Sprintf("Ensure this field has no more than %d elements.", e.opts.MaxIDs)}})
+		return
+	}
+	ids := make([]int64, len(list))
+	for i, v := range list {
+		n, isNum := v.(json.Number)
+		id, err := n.Int64()
+		if !isNum || err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {fmt.Sprintf("Item %d: a valid integer is required.", i)}})
+			return
+		}
+		ids[i] = id
+	}
+	attr, _ := req["attribute"].(string)
+	if attr == "" || len(attr) > 255 {
+		writeJSON(w, http.StatusBadRequest, map[string][]string{"attribute": {"Ensure this field has between 1 and 255 characters."}})
+		return
+	}
+	value, present := req["value"]
+	if !present {
+		writeJSON(w, http.StatusBadRequest, map[string][]string{"value": {"This field is required."}})
+		return
+	}
+	typed, msg, known := e.typed(attr, value)
+	if !known {
+		writeJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", attr)))
+		return
+	}
+	if msg != "" {
+		writeJSON(w, http.StatusBadRequest, map[string][]string{"value": {msg}})
+		return
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var missing []string
+	for _, id := range ids {
+		if e.users[id] == nil {
+			missing = append(missing, strconv.FormatInt(id, 10))
+		}
+	}
+	if len(missing) > 0 {
+		writeJSON(w, http.StatusNotFound, detail(fmt.Sprintf("Users with ids %s do not exist.", strings.Join(missing, ", "))))
+		return
+	}
+	for _, id := range ids {
+		setAll(e.users[id].Attributes, map[string]any{attr: typed})
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// setMultiple serves users/{id}/set_multiple_attributes/.
+func (e *Emulator) setMultiple(w http.ResponseWriter, param string, req map[string]any) {
+	id, err := strconv.ParseInt(param, 10, 64)
+	e.mu.Lock()
+	exists := err == nil && e.users[id] != nil
+	e.mu.Unlock()
+	if !exists {
+		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		return
+	}
+	if len(req) == 0 {
+		writeJSON(w, http.StatusBadRequest, detail("No attributes given."))
+		return
+	}
+	attrs := map[string]any{}
+	fieldErrs := map[string][]string{}
+	for _, name := range slices.Sorted(maps.Keys(req)) {
+		typed, msg, known := e.typed(name, req[name])
+		if !known {
+			writeJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", name)))
+			return
+		}
+		if msg != "" {
+			fieldErrs[name] = []string{msg}
+			continue
+		}
+		attrs[name] = typed
+	}
+	if len(fieldErrs) > 0 {
+		writeJSON(w, http.StatusBadRequest, fieldErrs)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := e.users[id]
+	if u == nil {
+		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		return
+	}
+	setAll(u.Attributes, attrs)
+	writeJSON(w, http.StatusOK, userJSON(u))
+}
+
+// list serves GET users/, paged by limit (at most 100) and offset.
+func (e *Emulator) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || limit <= 0 || limit > 100 {
+		limit = 100
+	}
+	offset, err := strconv.Atoi(q.Get("offset"))
+	if err != nil || offset < 0 {
+		offset = 0
+	}
+	e.mu.Lock()
+	ids := slices.Sorted(maps.Keys(e.users))
+	page := []map[string]any{}
+	for _, id := range ids[min(offset, len(ids)):min(offset+limit, len(ids))] {
+		page = append(page, userJSON(e.users[id]))
+	}
+	e.mu.Unlock()
+	var next any
+	if offset+limit < len(ids) {
+		next = fmt.Sprintf("http://%s%s%s?limit=%d&offset=%d", r.Host, apiPath, EndpointList, limit, offset+limit)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"count": len(ids), "next": next, "previous": nil, "results": page})
+}
+
+// typed checks a custom attribute value against the attribute's type and
+// returns it as stored. known is false for an attribute the app does not
+// define; msg says why a value does not fit. nil clears the attribute.
+func (e *Emulator) typed(name string, v any) (typed any, msg string, known bool) {
+	typ, known := e.opts.Attributes[name]
+	if !known || v == nil {
+		return nil, "", known
+	}
+	bad := fmt.Sprintf("Invalid value for attribute '%s' of type %s: %s", name, typ, jsonText(v))
+	switch typ {
+	case TypeString:
+		if s, ok := v.(string); ok {
+			return s, "", true
+		}
+	case TypeInteger:
+		if n, ok := v.(json.Number); ok {
+			if i, err := n.Int64(); err == nil {
+				return i, "", true
+			}
+		}
+	case TypeFloat:
+		if n, ok := v.(json.Number); ok {
+			if f, err := n.Float64(); err == nil {
+				return f, "", true
+			}
+		}
+	case TypeBoolean:
+		if b, ok := v.(bool); ok {
+			return b, "", true
+		}
+	case TypeDate:
+		if s, ok := v.(string); ok {
+			if _, err := time.Parse(time.DateOnly, s); err == nil {
+				return s, "", true
+			}
+		}
+	case TypeDatetime:
+		if s, ok := v.(string); ok {
+			if _, err := time.Parse(time.RFC3339, s); err == nil {
+				return s, "", true
+			}
+		}
+	default:
+		return nil, fmt.Sprintf("attribute '%s' has the unknown type %q", name, typ), true
+	}
+	return nil, bad, true
+}
+
+// setAll writes values over dst; nil deletes.
+func setAll(dst, values map[string]any) {
+	for k, v := range values {
+		if v == nil {
+			delete(dst, k)
+		} else {
+			dst[k] = v
+		}
+	}
+}
+
+// plain turns decoded JSON numbers into int64 or float64.
+func plain(v any) any {
+	n, ok := v.(json.Number)
+	if !ok {
+		return v
+	}
+	if i, err := n.Int64(); err == nil {
+		return i
+	}
+	f, _ := n.Float64()
+	return f
+}
+
+// jsonText renders a decoded value as JSON.
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// userJSON is a user as the API shows it.
+func userJSON(u *EmulatedUser) map[string]any {
+	m := map[string]any{
+		"id": u.ID, fieldCustomID: u.CustomID, fieldEmail: u.Email,
+		fieldFirstName: u.FirstName, fieldLastName: u.LastName,
+		"attributes": maps.Clone(u.Attributes),
+	}
+	maps.Copy(m, u.Fields)
+	return m
+}
+
+func detail(msg string) map[string]string { return map[string]string{"detail": msg} }
+
+// writeFault answers an injected status. A 429 carries Retry-After: 1.
+func writeFault(w http.ResponseWriter, status int) {
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, detail(fmt.Sprintf("Injected fault: %s.", http.StatusText(status))))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
