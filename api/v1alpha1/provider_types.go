@@ -17,6 +17,7 @@ const (
 // ProviderSpec is the spec shared by UserProvider and ClusterUserProvider.
 // +kubebuilder:validation:XValidation:rule="!has(self.endpoint) || url(self.endpoint).getScheme() == 'https' || (url(self.endpoint).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="endpoint must be an https:// URL; plain http:// is refused unless allowInsecureHTTP is true",fieldPath=".endpoint"
 // +kubebuilder:validation:XValidation:rule="!has(self.batchSize) || self.type != 'HubSpot' || self.batchSize <= 100",message="HubSpot takes at most 100 records per batch call",fieldPath=".batchSize"
+// +kubebuilder:validation:XValidation:rule="self.type != 'UserCom' || has(self.endpoint)",message="UserCom needs spec.endpoint: https://<app>.user.com/api/public/",fieldPath=".endpoint"
 // +kubebuilder:validation:XValidation:rule="!has(self.hubspot) || self.type == 'HubSpot'",message="hubspot options are only allowed with type HubSpot",fieldPath=".hubspot"
 // +kubebuilder:validation:XValidation:rule="!has(self.propel) || !has(self.propel.tokenURL) || url(self.propel.tokenURL).getScheme() == 'https' || (url(self.propel.tokenURL).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="propel.tokenURL must be an https:// URL; plain http:// is refused unless allowInsecureHTTP is true",fieldPath=".propel.tokenURL"
 // +kubebuilder:validation:XValidation:rule="!has(self.propel) || self.type == 'Propel'",message="propel options are only allowed with type Propel",fieldPath=".propel"

@@ -25,6 +25,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	"github.com/usersync/usersync-operator/internal/providers/propel"
+	"github.com/usersync/usersync-operator/internal/providers/usercom"
 )
 
 // NewScheme returns a scheme with the Kubernetes types and this API.
@@ -40,6 +41,7 @@ func NewRegistry() *providers.Registry {
 	reg := providers.NewRegistry()
 	reg.Register(string(usersv1.ProviderHubSpot), hubspot.Factory{})
 	reg.Register(string(usersv1.ProviderPropel), propel.Factory{})
+	reg.Register(string(usersv1.ProviderUserCom), usercom.Factory{})
 	return reg
 }
 

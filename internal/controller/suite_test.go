@@ -34,6 +34,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	"github.com/usersync/usersync-operator/internal/providers/propel"
+	"github.com/usersync/usersync-operator/internal/providers/usercom"
 )
 
 var (
@@ -127,7 +128,7 @@ var _ = BeforeSuite(func() {
 	// emulator.
 	reg.Register(string(usersv1.ProviderHubSpot), fakeOr{hubspot.Factory{}})
 	reg.Register(string(usersv1.ProviderPropel), fakeOr{propel.Factory{}})
-	reg.Register(string(usersv1.ProviderUserCom), fakes)
+	reg.Register(string(usersv1.ProviderUserCom), fakeOr{usercom.Factory{}})
 	r := &ProviderReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),

@@ -94,6 +94,8 @@ var _ = Describe("CRD validation", func() {
 			"spec.credentialsRef.namespace is not allowed on a UserProvider"),
 		Entry("hubspot options on another type", provHead+"  type: Propel\n  hubspot: {idProperty: x}\n  credentialsRef: {name: s, key: token}\n",
 			"spec.hubspot", "only allowed with type HubSpot"),
+		Entry("a UserCom provider without an endpoint", provHead+"  type: UserCom\n  credentialsRef: {name: s, key: apiKey}\n",
+			"spec.endpoint", "UserCom needs spec.endpoint"),
 		Entry("propel options on another type", provHead+"  type: HubSpot\n  propel: {source: crm}\n  credentialsRef: {name: s, key: token}\n",
 			"spec.propel", "only allowed with type Propel"),
 		Entry("a plain-http Propel token URL", provHead+"  type: Propel\n  propel: {tokenURL: \"http://auth.example.com/token\"}\n  credentialsRef: {name: s, key: clientSecret}\n",
