@@ -36,6 +36,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/app"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	"github.com/usersync/usersync-operator/internal/providers/propel"
+	"github.com/usersync/usersync-operator/internal/providers/usercom"
 )
 
 func main() {
@@ -44,6 +45,7 @@ func main() {
 		kubeconfig  = flag.String("kubeconfig-out", "bin/demo.kubeconfig", "Where to write a kubeconfig for kubectl.")
 		hubspotAddr = flag.String("hubspot-addr", "127.0.0.1:18080", "Address of the HubSpot emulator (the samples point at it).")
 		propelAddr  = flag.String("propel-addr", "127.0.0.1:18081", "Address of the Propel emulator (the samples point at it).")
+		usercomAddr = flag.String("usercom-addr", "127.0.0.1:18082", "Address of the user.com emulator (the samples point at it).")
 		latency     = flag.Duration("latency", 20*time.Millisecond, "Latency the emulators add to every request.")
 		exitDone    = flag.Bool("exit-when-converged", false, "Exit 0 once every UserSync converged (for CI), instead of waiting for Ctrl-C.")
 		timeout     = flag.Duration("timeout", 3*time.Minute, "Give up (exit 1) when not converged by then.")
@@ -57,14 +59,14 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr}, *latency, *exitDone, *timeout); err != nil {
+	if err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr, usercom: *usercomAddr}, *latency, *exitDone, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
 // emulatorAddrs are the loopback addresses the samples' endpoints name.
-type emulatorAddrs struct{ hubspot, propel string }
+type emulatorAddrs struct{ hubspot, propel, usercom string }
 
 func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, latency time.Duration, exitDone bool, timeout time.Duration) error {
 	start := time.Now()
@@ -123,6 +125,18 @@ func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, l
 		return fmt.Errorf("starting the Propel emulator: %w", err)
 	}
 	defer pe.Close()
+
+	say("starting the user.com emulator on http://" + addrs.usercom)
+	ue := usercom.NewEmulator(usercom.EmulatorOptions{
+		Tokens:  []string{"demo-usercom-api-key"},
+		Latency: latency,
+		// The custom attributes the demo app defines.
+		Attributes: map[string]string{"plan": usercom.TypeString, "onCall": usercom.TypeBoolean, "seat": usercom.TypeInteger},
+	})
+	if err := ue.StartOn(addrs.usercom); err != nil {
+		return fmt.Errorf("starting the user.com emulator: %w", err)
+	}
+	defer ue.Close()
 
 	say("starting the operator")
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: app.NewScheme(),
