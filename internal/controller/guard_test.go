@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,6 +34,16 @@ var _ = Describe("Mass-deletion guard", func() {
 		Expect(resultOf(us, "UserProvider/hs", "u40").Reason).To(Equal(usersv1.ReasonDeletionHeld))
 		Consistently(func() int { return em.Calls(hubspot.EndpointArchive) }, 3*time.Second).Should(BeZero())
 		Expect(em.Users()).To(HaveLen(60))
+		Eventually(func() bool {
+			var evs eventsv1.EventList
+			Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+			for _, e := range evs.Items {
+				if e.Reason == usersv1.ReasonDeletionHeld && e.Regarding.Name == "team" {
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second).Should(BeTrue(), "a DeletionHeld event on the UserSync")
 
 		// A stale approval (another set) approves nothing.
 		var keys []string

@@ -236,8 +236,8 @@ func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, plan 
 	if r.Recorder == nil {
 		return
 	}
-	var written, deleted, failed, conflicts int
-	var firstFail string
+	var written, deleted, failed, conflicts, held int
+	var firstFail, heldMsg string
 	for _, it := range plan.Items {
 		if it.Sync != si {
 			continue
@@ -261,6 +261,10 @@ func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, plan 
 			if rec.Reason == planner.ReasonConflict && prev[it.Key].Reason != planner.ReasonConflict {
 				conflicts++
 			}
+			if rec.Reason == planner.ReasonDeletionHeld && prev[it.Key].Message != rec.Message {
+				held++
+				heldMsg = rec.Message
+			}
 		}
 	}
 	prov := l.key.ref()
@@ -275,6 +279,10 @@ func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, plan 
 	if conflicts > 0 {
 		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, usersv1.ReasonConflict, "Sync",
 			"%s: %d users conflict with another UserSync", prov, conflicts)
+	}
+	if held > 0 {
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, usersv1.ReasonDeletionHeld, "Delete",
+			"%s: %s", prov, heldMsg)
 	}
 }
 
