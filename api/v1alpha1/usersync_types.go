@@ -76,19 +76,20 @@ type User struct {
 	// email of the user.
 	// +optional
 	// +kubebuilder:validation:MaxLength=254
-	// +kubebuilder:validation:Pattern=`^[^@\s\p{Cc}]+@[^@\s\p{Cc}]+\.[^@\s\p{Cc}]+$`
+	// +kubebuilder:validation:Pattern=`^[^@\s\p{Cc}\p{Cf}]+@[^@\s\p{Cc}\p{Cf}]+\.[^@\s\p{Cc}\p{Cf}]+$`
 	Email string `json:"email,omitempty"`
 
-	// firstName of the user. No control characters.
+	// firstName of the user. No control or invisible formatting characters
+	// (zero-width spaces, bidirectional overrides).
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:Pattern=`^[^\p{Cc}]*$`
+	// +kubebuilder:validation:Pattern=`^[^\p{Cc}\p{Cf}]*$`
 	FirstName string `json:"firstName,omitempty"`
 
-	// lastName of the user. No control characters.
+	// lastName of the user. No control or invisible formatting characters.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:Pattern=`^[^\p{Cc}]*$`
+	// +kubebuilder:validation:Pattern=`^[^\p{Cc}\p{Cf}]*$`
 	LastName string `json:"lastName,omitempty"`
 
 	// attributes maps an attribute name (a letter or _, then letters, digits,
