@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"os"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -20,11 +21,15 @@ func main() {
 		metricsAddr, probeAddr string
 		leaderElect            bool
 		leaderElectionID       string
+		leaderElectionNS       string
+		leaseDuration          time.Duration
 	)
 	opts := app.DefaultOptions()
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the Prometheus metrics endpoint binds to, e.g. :8080; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica syncs at a time.")
+	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader-election Lease; defaults to the pod's namespace (required outside a cluster).")
+	flag.DurationVar(&leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a lost leader keeps the lease before another replica may take over.")
 	flag.StringVar(&leaderElectionID, "leader-election-id", "usersync-operator.users.usersync.io", "Name of the leader-election Lease; shards (--provider-selector) in one namespace need one each.")
 	opts.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
@@ -39,12 +44,18 @@ func main() {
 		os.Exit(2)
 	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 app.NewScheme(),
-		Cache:                  cacheOpts,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       leaderElectionID,
+		Scheme:                  app.NewScheme(),
+		Cache:                   cacheOpts,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        leaderElectionID,
+		LeaderElectionNamespace: leaderElectionNS,
+		LeaseDuration:           &leaseDuration,
+		RenewDeadline:           ptr(leaseDuration * 2 / 3),
+		RetryPeriod:             ptr(leaseDuration / 7),
+		// Stop at once when leadership is lost: another replica takes over.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		log.Error(err, "unable to create the manager")
@@ -69,3 +80,5 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -32,11 +32,12 @@ type operator struct {
 
 func startOperator(log string) *operator { return startOperatorWith(log, kubeconfig) }
 
-func startOperatorWith(log, kubeconfig string) *operator {
+func startOperatorWith(log, kubeconfig string, extra ...string) *operator {
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	Expect(err).NotTo(HaveOccurred())
-	cmd := exec.Command(binary, "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--resync-interval=3s", "--retry-base=200ms", "--retry-max=2s", "--not-ready-requeue=1s")
+	args := append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--resync-interval=3s", "--retry-base=200ms", "--retry-max=2s", "--not-ready-requeue=1s"}, extra...)
+	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = f, f
 	Expect(cmd.Start()).To(Succeed())
@@ -199,3 +200,41 @@ var _ = Describe("The operator killed mid-sync", func() {
 })
 
 func ptr[T any](v T) *T { return &v }
+
+var _ = Describe("Two replicas with leader election", func() {
+	It("has one leader write at a time, and the other takes over within the lease when the leader is killed", func() {
+		em := hubspot.NewEmulator(hubspot.EmulatorOptions{Tokens: map[string][]string{token: hubspot.DefaultScopes},
+			RateLimit: -1, Latency: 40 * time.Millisecond, DuplicateEmails: true})
+		em.Start()
+		defer em.Close()
+		ns, want := setup(em, 3, 500)
+		dir := GinkgoT().TempDir()
+		elect := []string{"--leader-elect", "--leader-election-namespace=" + ns, "--leader-election-id=crash-" + ns,
+			"--leader-election-lease-duration=4s"}
+		logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+		a := startOperatorWith(logA, kubeconfig, elect...)
+		Eventually(func() string { b, _ := os.ReadFile(logA); return string(b) }, 20*time.Second).
+			Should(MatchRegexp("(?i)successfully acquired lease"))
+		b := startOperatorWith(logB, kubeconfig, elect...)
+		defer b.kill()
+
+		// While A leads, B waits and writes nothing.
+		time.Sleep(1500 * time.Millisecond)
+		before := len(em.Users())
+		Expect(before).To(BeNumerically(">", 0), "A is syncing")
+		bLog, _ := os.ReadFile(logB)
+		Expect(string(bLog)).NotTo(MatchRegexp("(?i)successfully acquired lease"))
+		Expect(string(bLog)).NotTo(ContainSubstring("Starting workers"))
+
+		killed := time.Now()
+		a.kill()
+		Eventually(func() string { b, _ := os.ReadFile(logB); return string(b) }, 20*time.Second, 200*time.Millisecond).
+			Should(MatchRegexp("(?i)successfully acquired lease"))
+		took := time.Since(killed)
+		GinkgoWriter.Printf("B took over %s after A was killed (lease 4s); %d users were at the vendor\n", took.Round(100*time.Millisecond), before)
+		AddReportEntry("takeover after SIGKILL of the leader", took.String())
+		Expect(took).To(BeNumerically("<", 10*time.Second))
+		Eventually(allReady(ns), 120*time.Second, time.Second).Should(Equal(3))
+		verifyExactlyOnce(em, ns, want)
+	})
+})
