@@ -55,7 +55,21 @@ verify-generated: manifests generate ## Fail when the committed CRDs, RBAC or De
 test: manifests generate vet envtest helm-lint kustomize ## Run every test: unit, emulator, envtest against a real kube-apiserver and etcd, the Helm charts, the kustomize config, and the demo.
 	$(KUSTOMIZE) build config/default >/dev/null
 	HELM=$(HELM) KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go test ./... -race -count=1 -timeout $(TEST_TIMEOUT)
+	$(MAKE) fuzz
 	$(MAKE) demo-check
+
+# Fuzz targets (package:target) run for FUZZTIME each by `make test`; the
+# seed corpus under testdata/fuzz also replays in every plain `go test`.
+FUZZTIME ?= 10s
+FUZZ_TARGETS ?= internal/providers/hubspot:FuzzDecodeBatchResponse internal/providers/hubspot:FuzzErrorBody \
+	internal/providers/propel:FuzzApplyAnswer internal/providers/propel:FuzzPointerIndex \
+	internal/planner:FuzzCompute internal/planner:FuzzHash
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "go test ./$$pkg -run '^$$' -fuzz '^$$name$$' -fuzztime $(FUZZTIME)"; \
+		go test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; done
 
 .PHONY: bench
 bench: ## Go benchmarks of the planner and the vendor packing.

@@ -118,6 +118,11 @@ func (a *applier) settle(ch providers.Change, o outcome, ok bool, action provide
 		a.set(ch, providers.Result{Err: o.err.record()})
 	case o.rej != nil:
 		a.set(ch, providers.Result{Err: refusal(*o.rej)})
+	case o.obj.ID == "" && action != providers.ActionDeleted:
+		// Written, but HubSpot did not say under which id: the retry
+		// looks the user up instead of creating it again.
+		a.set(ch, providers.Result{Err: &providers.RecordError{Uncertain: true, Code: "NoResult",
+			Message: "HubSpot's answer did not give the user's id; it will be looked up"}})
 	default:
 		a.set(ch, providers.Result{ExternalID: string(o.obj.ID), Action: action})
 	}

@@ -150,7 +150,7 @@ var existingID = regexp.MustCompile(`(?i)existing id:?\s*"?([0-9]+)`)
 // existingID is the record id a CONFLICT error names ("... already exists.
 // Existing ID: 123"), or "".
 func (e errorBody) existingID() string {
-	if ids := e.contextValues("existingId"); len(ids) == 1 {
+	if ids := e.contextValues("existingId"); len(ids) == 1 && isDigits(ids[0]) {
 		return ids[0]
 	}
 	if m := existingID.FindStringSubmatch(e.Message); m != nil {
@@ -207,4 +207,16 @@ type searchResponse struct {
 			After flexString `json:"after"`
 		} `json:"next"`
 	} `json:"paging"`
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -247,6 +247,13 @@ func (c *Client) settle(batch []*pending, body []byte) {
 		if id == "" {
 			id = p.change.ExternalID
 		}
+		if id == "" {
+			// Written, but without the Propel id the record must carry;
+			// the upsert is idempotent, so the next attempt reads it.
+			p.fail(&providers.RecordError{Uncertain: true, Code: codeNoResult,
+				Message: "Propel's answer did not give this user's id"})
+			continue
+		}
 		p.resolve(id, action(it.Action, p.change.Op))
 	}
 	for _, p := range batch {

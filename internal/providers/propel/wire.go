@@ -124,7 +124,7 @@ func (e apiError) recordCode(status int) string {
 	switch {
 	case e.Code == "10007" || e.Type == "SchemaValidationException":
 		return "SchemaValidation"
-	case e.Type != "":
+	case strings.TrimSuffix(e.Type, "Exception") != "":
 		return strings.TrimSuffix(e.Type, "Exception")
 	default:
 		return statusCode(status)
@@ -169,6 +169,9 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 			return err
 		}
 		*f = flexString(s)
+	case b[0] == '{' || b[0] == '[':
+		// Not a scalar: no id or key can be read from it.
+		*f = ""
 	default:
 		*f = flexString(b)
 	}
