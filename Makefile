@@ -63,7 +63,7 @@ test: manifests generate vet envtest helm-lint kustomize ## Run every test: unit
 FUZZTIME ?= 10s
 FUZZ_TARGETS ?= internal/providers/hubspot:FuzzDecodeBatchResponse internal/providers/hubspot:FuzzErrorBody \
 	internal/providers/propel:FuzzApplyAnswer internal/providers/propel:FuzzPointerIndex \
-	internal/planner:FuzzCompute internal/planner:FuzzHash
+	internal/providers/usercom:FuzzApplyAnswer internal/planner:FuzzCompute internal/planner:FuzzHash
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
