@@ -29,6 +29,7 @@ manifests: controller-gen ## Generate the CRDs and RBAC into config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
 	go run ./hack/crdpatch config/crd/bases/users.usersync.io_usersyncs.yaml
 	@$(MAKE) --no-print-directory helm-crds >/dev/null
+	go run ./hack/apidocs config/crd/bases docs/api.md
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods.
@@ -48,8 +49,8 @@ envtest: ## Provide kube-apiserver and etcd for envtest in bin/k8s (built from t
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when the committed CRDs, RBAC or DeepCopy are stale.
-	@if [ -n "$$(git status --porcelain -- config api charts/usersync-operator/crds)" ]; then \
-		echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- config api charts/usersync-operator/crds; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- config api charts/usersync-operator/crds docs/api.md)" ]; then \
+		echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- config api charts/usersync-operator/crds docs/api.md; exit 1; fi
 
 .PHONY: test
 test: manifests generate vet envtest helm-lint kustomize ## Run every test: unit, emulator, envtest against a real kube-apiserver and etcd, the Helm charts, the kustomize config, and the demo.

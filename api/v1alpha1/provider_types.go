@@ -27,8 +27,10 @@ type ProviderSpec struct {
 	Type ProviderType `json:"type"`
 
 	// endpoint is the base URL of the vendor's API. Empty means the vendor's
-	// public URL (HubSpot: https://api.hubapi.com). Plain http:// is refused
-	// unless allowInsecureHTTP is true.
+	// public URL (HubSpot: https://api.hubapi.com; Propel:
+	// https://api.helice.cloud/v2); UserCom needs its app's URL,
+	// https://<app>.user.com/api/public/. Plain http:// is refused unless
+	// allowInsecureHTTP is true.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="endpoint must be an absolute URL such as https://api.example.com"
@@ -43,8 +45,9 @@ type ProviderSpec struct {
 	// +required
 	CredentialsRef SecretKeyReference `json:"credentialsRef"`
 
-	// batchSize is the maximum number of records per bulk call. Defaults to
-	// the vendor's maximum (HubSpot: 100) and is capped at it.
+	// batchSize is the maximum number of records per bulk call (user.com:
+	// user ids per mass attribute update). Defaults to the vendor's maximum
+	// (100 for each vendor) and is capped at it (user.com: 1000).
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
@@ -52,7 +55,8 @@ type ProviderSpec struct {
 
 	// rateLimit is the request budget the operator keeps to for this
 	// provider. Defaults to the vendor's documented limit (HubSpot: 100
-	// requests per 10s).
+	// requests per 10s, its lowest tier; Propel and user.com document none:
+	// 10 per second).
 	// +optional
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 
