@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -64,6 +66,47 @@ type ProviderReconciler struct {
 
 	clients clientCache
 	written writtenVersions
+	desired desiredCache
+}
+
+// desiredCache keeps, per provider, each UserSync's users converted, hashed
+// and given their vendor identity, for the generation and client they were
+// computed with: an unchanged UserSync costs nothing to plan again.
+type desiredCache struct {
+	mu         sync.Mutex
+	byProvider map[string]map[types.UID]desiredEntry
+}
+
+type desiredEntry struct {
+	generation int64
+	vendor     providers.Client
+	users      []planner.Desired
+}
+
+// users returns the cached users of us, or computes them.
+func (c *desiredCache) users(provider string, us *usersv1.UserSync, vendor providers.Client) []planner.Desired {
+	c.mu.Lock()
+	e, ok := c.byProvider[provider][us.UID]
+	c.mu.Unlock()
+	if ok && e.generation == us.Generation && e.vendor == vendor {
+		return e.users
+	}
+	return desiredUsers(us, vendor)
+}
+
+// keep replaces a provider's entries with those of this loop, so that
+// UserSyncs that left it are dropped.
+func (c *desiredCache) keep(provider string, entries map[types.UID]desiredEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byProvider == nil {
+		c.byProvider = map[string]map[types.UID]desiredEntry{}
+	}
+	if len(entries) == 0 {
+		delete(c.byProvider, provider)
+		return
+	}
+	c.byProvider[provider] = entries
 }
 
 // +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
@@ -167,7 +210,11 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 // whether it may use the provider.
 func (r *ProviderReconciler) gather(ctx context.Context, l *loop) error {
 	var list usersv1.UserSyncList
-	if err := r.List(ctx, &list, client.MatchingFields{indexSyncProvider: l.key.index()}); err != nil {
+	// The informer's own objects, not copies: at 100,000 users a deep copy
+	// per loop costs more than the loop. The engine treats them as
+	// read-only and copies before any write (ensureFinalizers,
+	// patchSyncStatus, releaseFinalizer).
+	if err := r.List(ctx, &list, client.MatchingFields{indexSyncProvider: l.key.index()}, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing UserSyncs of %s: %w", l.key.index(), err)
 	}
 	for i := range list.Items {
@@ -212,6 +259,7 @@ func notFoundMessage(k providerKey, ns string) string {
 // plannerInput builds the planner's view of every UserSync.
 func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 	in := planner.Input{Now: l.now, Backoff: r.Backoff, Syncs: make([]planner.Sync, len(l.syncs))}
+	kept := make(map[types.UID]desiredEntry, len(l.syncs))
 	for i, v := range l.syncs {
 		us := v.obj
 		s := planner.Sync{
@@ -247,10 +295,12 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			}
 		}
 		if !s.Removed {
-			s.Users = desiredUsers(us, l.vendor)
+			s.Users = r.desired.users(l.key.index(), us, l.vendor)
+			kept[us.UID] = desiredEntry{generation: us.Generation, vendor: l.vendor, users: s.Users}
 		}
 		in.Syncs[i] = s
 	}
+	r.desired.keep(l.key.index(), kept)
 	return in
 }
 

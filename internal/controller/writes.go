@@ -23,11 +23,12 @@ import (
 // serves, before anything is written for them at the vendor.
 func (r *ProviderReconciler) ensureFinalizers(ctx context.Context, l *loop) error {
 	for _, v := range l.syncs {
-		us := v.obj
-		if !us.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(us, usersv1.Finalizer) {
+		if !v.obj.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(v.obj, usersv1.Finalizer) {
 			continue
 		}
-		patch := client.MergeFrom(us.DeepCopy())
+		// v.obj may be the informer's own copy: never write into it.
+		us := v.obj.DeepCopy()
+		patch := client.MergeFrom(v.obj)
 		controllerutil.AddFinalizer(us, usersv1.Finalizer)
 		if err := r.Patch(ctx, us, patch); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -36,6 +37,7 @@ func (r *ProviderReconciler) ensureFinalizers(ctx context.Context, l *loop) erro
 			return fmt.Errorf("adding finalizer to UserSync %s/%s: %w", us.Namespace, us.Name, err)
 		}
 		r.written.record(us)
+		v.obj = us
 	}
 	return nil
 }
@@ -68,9 +70,11 @@ func (r *ProviderReconciler) writeIntents(ctx context.Context, l *loop, in plann
 		}
 		us := l.syncs[si].obj
 		entry := currentEntry(us, l.key.ref())
-		if err := r.patchSyncStatus(ctx, us, l.key.ref(), all, entry); err != nil {
+		updated, err := r.patchSyncStatus(ctx, us, l.key.ref(), all, entry)
+		if err != nil {
 			return fmt.Errorf("recording create intents of UserSync %s/%s: %w", us.Namespace, us.Name, err)
 		}
+		l.syncs[si].obj = updated
 	}
 	return nil
 }
@@ -91,13 +95,14 @@ func currentEntry(us *usersv1.UserSync, ref string) *usersv1.ProviderSyncStatus 
 func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, outcomes []planner.Outcome) error {
 	var errs []error
 	for si, v := range l.syncs {
-		us := v.obj
 		recs := outcomes[si].Records
 		entry := r.providerEntry(l, v, recs)
-		if err := r.patchSyncStatus(ctx, us, l.key.ref(), recs, entry); err != nil {
-			errs = append(errs, fmt.Errorf("UserSync %s/%s: %w", us.Namespace, us.Name, err))
+		us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
 			continue
 		}
+		v.obj = us
 		r.emitSyncEvents(l, us, plan, si, in.Syncs[si].Records, recs)
 		if err := r.releaseFinalizer(ctx, us); err != nil {
 			errs = append(errs, err)
@@ -177,21 +182,29 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 // and patches it under optimistic locking; on a conflict (another provider's
 // loop wrote meanwhile) it re-reads the object and merges again, so no
 // provider ever overwrites another's records. Nothing is written when the
-// status would not change.
+// status would not change. us is never modified (it may be the informer's
+// copy); the UserSync as written is returned.
 func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
-	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) error {
-	first := true
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) (*usersv1.UserSync, error) {
+	if providerUnchanged(us, ref, recs, entry) {
+		// The rest of the status derives from the providers' records and
+		// entries: it would not change either. No copy, no write.
+		return us, nil
+	}
+	cur, first := us, true
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		if !first {
-			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(us), us); err != nil {
+			fresh := &usersv1.UserSync{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(us), fresh); err != nil {
 				return client.IgnoreNotFound(err)
 			}
+			cur = fresh
 		}
 		first = false
-		desired := us.DeepCopy()
+		desired := cur.DeepCopy()
 		mergeProvider(desired, ref, toResults(desired, ref, recs), entry)
 		summarize(desired)
-		if equality.Semantic.DeepEqual(us.Status, desired.Status) {
+		if equality.Semantic.DeepEqual(cur.Status, desired.Status) {
 			return nil
 		}
 		if entry != nil && desired.Status.Providers != nil {
@@ -202,7 +215,7 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 				}
 			}
 		}
-		patch := client.MergeFromWithOptions(us, client.MergeFromWithOptimisticLock{})
+		patch := client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{})
 		if err := r.Status().Patch(ctx, desired, patch); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil
@@ -210,9 +223,32 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 			return err
 		}
 		r.written.record(desired)
-		*us = *desired
+		cur = desired
 		return nil
 	})
+	return cur, err
+}
+
+// providerUnchanged reports whether the UserSync's status already holds
+// exactly these records and this entry for the provider.
+func providerUnchanged(us *usersv1.UserSync, ref string, recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) bool {
+	old := currentEntry(us, ref)
+	if (old == nil) != (entry == nil) || (old != nil && !equality.Semantic.DeepEqual(*old, *entry)) {
+		return false
+	}
+	want := toResults(us, ref, recs)
+	i := 0
+	for j := range us.Status.Results {
+		have := &us.Status.Results[j]
+		if have.Provider != ref {
+			continue
+		}
+		if i >= len(want) || !equality.Semantic.DeepEqual(*have, want[i]) {
+			return false
+		}
+		i++
+	}
+	return i == len(want) && us.Status.ObservedGeneration == us.Generation
 }
 
 // releaseFinalizer removes the finalizer of a deleted UserSync that no
@@ -221,7 +257,8 @@ func (r *ProviderReconciler) releaseFinalizer(ctx context.Context, us *usersv1.U
 	if us.DeletionTimestamp.IsZero() || len(us.Status.Results) > 0 || !controllerutil.ContainsFinalizer(us, usersv1.Finalizer) {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(us.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	patch := client.MergeFromWithOptions(us, client.MergeFromWithOptimisticLock{})
+	us = us.DeepCopy()
 	controllerutil.RemoveFinalizer(us, usersv1.Finalizer)
 	if err := r.Patch(ctx, us, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer of UserSync %s/%s: %w", us.Namespace, us.Name, err)
