@@ -236,3 +236,37 @@ var _ = Describe("HubSpot end to end", func() {
 		}, 10*time.Second).Should(BeTrue(), "a RateLimited event on the provider")
 	})
 })
+
+var _ = Describe("A user moved between UserSyncs", func() {
+	It("is handed over to the UserSync it moved to, not archived, when it is added there before it leaves", func() {
+		ns := newNamespace(nil)
+		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
+		all := users(10, "m")
+		newSync(ns, "a", all[:6], ref("hs"))
+		newSync(ns, "b", all[6:], ref("hs"))
+		for _, n := range []string{"a", "b"} {
+			updateSync(ns, n, func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
+		}
+		Eventually(readyStatus(ns, "a"), 30*time.Second).Should(Equal("True/Synced"))
+		Eventually(readyStatus(ns, "b"), 30*time.Second).Should(Equal("True/Synced"))
+		ids := map[string]string{}
+		for _, k := range []string{"m4", "m5"} {
+			ids[k] = resultOf(getSync(ns, "a"), "UserProvider/hs", k).ExternalID
+		}
+		em.ResetCounters()
+
+		// The usual order of a Helm upgrade that re-chunks a list: the
+		// users appear in b, then leave a (and b's create of them may not
+		// have happened yet when a's loop runs).
+		updateSync(ns, "b", func(us *usersv1.UserSync) { us.Spec.Users = append(us.Spec.Users, all[4], all[5]) })
+		updateSync(ns, "a", func(us *usersv1.UserSync) { us.Spec.Users = us.Spec.Users[:4] })
+		Eventually(func() int { return len(getSync(ns, "b").Status.Results) }, 30*time.Second).Should(Equal(6))
+		Eventually(readyStatus(ns, "b"), 30*time.Second).Should(Equal("True/Synced"))
+		Eventually(readyStatus(ns, "a"), 30*time.Second).Should(Equal("True/Synced"))
+		Expect(em.Calls(hubspot.EndpointArchive)).To(BeZero(), "a moved user was archived")
+		Expect(em.Users()).To(HaveLen(10))
+		for k, id := range ids {
+			Expect(resultOf(getSync(ns, "b"), "UserProvider/hs", k).ExternalID).To(Equal(id), k)
+		}
+	})
+})

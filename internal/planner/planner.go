@@ -207,13 +207,14 @@ func Compute(in Input) Plan {
 	var p Plan
 	owners := claimIdentities(in.Syncs)
 	kept := keptExternalIDs(in.Syncs)
+	moved := movedUsers(in.Syncs, kept)
 	for si := range in.Syncs {
 		s := &in.Syncs[si]
 		declared := make(map[string]struct{}, len(s.Users))
 		if !s.Removed {
 			for _, d := range s.Users {
 				declared[d.User.Key] = struct{}{}
-				p.add(planUser(in, si, d, owners))
+				p.add(planUser(in, si, d, owners, moved))
 			}
 		}
 		// Records whose user left the spec, in key order for a stable plan.
@@ -314,9 +315,38 @@ func claimIdentities(syncs []Sync) map[string]owner {
 	return owners
 }
 
-func planUser(in Input, si int, d Desired, owners map[string]owner) Item {
+// movedUsers maps the key of a user that left one UserSync for another to
+// its vendor id: the new record writes that user instead of creating one.
+func movedUsers(syncs []Sync, k kept) map[string]string {
+	moved := map[string]string{}
+	for si, s := range syncs {
+		declared := make(map[string]struct{}, len(s.Users))
+		if !s.Removed {
+			for _, d := range s.Users {
+				declared[d.User.Key] = struct{}{}
+			}
+		}
+		for key, rec := range s.Records {
+			if _, ok := declared[key]; ok || rec.ExternalID == "" {
+				continue
+			}
+			for _, other := range k.keys[key] {
+				if other != si {
+					moved[key] = rec.ExternalID
+				}
+			}
+		}
+	}
+	return moved
+}
+
+func planUser(in Input, si int, d Desired, owners map[string]owner, moved map[string]string) Item {
 	s := &in.Syncs[si]
 	rec, known := s.Records[d.User.Key]
+	if !known && moved[d.User.Key] != "" {
+		// Taken over from the UserSync it left: update that vendor user.
+		rec.ExternalID = moved[d.User.Key]
+	}
 	it := Item{Sync: si, Key: d.User.Key, Record: rec, hash: d.Hash}
 
 	if d.Invalid != "" {
@@ -384,31 +414,51 @@ func planUser(in Input, si int, d Desired, owners map[string]owner) Item {
 	return it
 }
 
-// keptExternalIDs are the vendor ids that records of declared users hold.
-func keptExternalIDs(syncs []Sync) map[string]struct{} {
-	kept := map[string]struct{}{}
-	for _, s := range syncs {
+// kept is what declared users hold at this provider: their vendor ids, and
+// their keys with the UserSyncs that declare them.
+type kept struct {
+	ids  map[string]struct{}
+	keys map[string][]int
+}
+
+func keptExternalIDs(syncs []Sync) kept {
+	k := kept{ids: map[string]struct{}{}, keys: map[string][]int{}}
+	for si, s := range syncs {
 		if s.Removed {
 			continue
 		}
 		for _, d := range s.Users {
 			if rec, ok := s.Records[d.User.Key]; ok && rec.ExternalID != "" {
-				kept[rec.ExternalID] = struct{}{}
+				k.ids[rec.ExternalID] = struct{}{}
 			}
+			k.keys[d.User.Key] = append(k.keys[d.User.Key], si)
 		}
 	}
-	return kept
+	return k
 }
 
-func planGone(in Input, si int, rec Record, kept map[string]struct{}) Item {
+// handedOver reports whether a record that left sync si belongs to a user
+// another record now declares: the same vendor id, or the same key in
+// another UserSync (a user moved between UserSyncs in one change, as when a
+// Helm chart re-chunks its list). Deleting it would remove the user the
+// other record writes; when in doubt the user is kept at the vendor.
+func (k kept) handedOver(si int, rec Record) bool {
+	if _, ok := k.ids[rec.ExternalID]; ok && rec.ExternalID != "" {
+		return true
+	}
+	for _, other := range k.keys[rec.Key] {
+		if other != si {
+			return true
+		}
+	}
+	return false
+}
+
+func planGone(in Input, si int, rec Record, kept kept) Item {
 	s := &in.Syncs[si]
 	it := Item{Sync: si, Key: rec.Key, Record: rec}
 	mayExist := rec.ExternalID != "" || (rec.State != StateFailed && rec.Action != "")
-	// A user that moved to another UserSync (or key) of this provider, whose
-	// record already holds its vendor id, is handed over: deleting it would
-	// archive the user the other record declares.
-	_, handedOver := kept[rec.ExternalID]
-	if !s.Delete || !mayExist || (rec.ExternalID != "" && handedOver) {
+	if !s.Delete || !mayExist || kept.handedOver(si, rec) {
 		it.Kind = Forget
 		return it
 	}

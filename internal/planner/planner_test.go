@@ -66,6 +66,13 @@ func TestCompute(t *testing.T) {
 			},
 			want: map[string]got{"0/a": {Kind: Forget}, "1/a": {Kind: Noop}},
 		},
+		"a user moved to another UserSync in the same change is handed over, not deleted": {
+			syncs: []Sync{
+				{Name: "ns/old", Delete: true, Created: t0, Records: map[string]Record{"a": synced(a, "1")}},
+				{Name: "ns/new", Delete: true, Created: t0.Add(time.Hour), Users: []Desired{a}},
+			},
+			want: map[string]got{"0/a": {Kind: Forget}, "1/a": {Kind: Write, Op: providers.OpUpdate}},
+		},
 		"a user that moved to another key keeps its vendor user": {
 			syncs: []Sync{{Name: "ns/s", Delete: true, Users: []Desired{b},
 				Records: map[string]Record{"a": synced(a, "1"), "b": synced(b, "1")}}},
