@@ -68,7 +68,7 @@ var _ = Describe("Metrics", func() {
 		newSync(ns, "team", us, ref("hs"))
 		Eventually(func() usersv1.Summary { return getSync(ns, "team").Status.Summary }, 30*time.Second).
 			Should(Equal(usersv1.Summary{Desired: 150, Synced: 149, Failed: 1}))
-		Expect(em.Inputs(hubspot.EndpointCreate)).To(Equal([]int{100, 50}))
+		Expect(em.Inputs(hubspot.EndpointCreate)).To(ConsistOf(100, 50))
 
 		provider := "UserProvider/" + ns + "/hs"
 		var fams map[string]*dto.MetricFamily

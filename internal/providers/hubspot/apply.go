@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/usersync/usersync-operator/internal/providers"
 )
@@ -334,15 +335,56 @@ func (a *applier) delete(ctx context.Context, chs []providers.Change) error {
 // write sends the changes to a batch endpoint in calls of at most the batch
 // size and returns what HubSpot said about each. Only an *AuthError is
 // returned as an error.
+//
+// Up to maxInFlight calls are in flight at once: the rate limiter of the
+// HTTP client still paces them, and with a vendor latency of tens of
+// milliseconds one call at a time would leave the rate budget unused.
 func (a *applier) write(ctx context.Context, path string, chs []providers.Change, idempotent bool, mk func(providers.Change) input) (map[string]outcome, error) {
 	out := make(map[string]outcome, len(chs))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, maxInFlight)
+	)
 	for start := 0; start < len(chs); start += a.c.batch {
-		if err := a.c.writeCall(ctx, path, chs[start:min(start+a.c.batch, len(chs))], idempotent, mk, out); err != nil {
-			return nil, err
+		part := chs[start:min(start+a.c.batch, len(chs))]
+		slots <- struct{}{}
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop {
+			<-slots
+			break
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			got := make(map[string]outcome, len(part))
+			err := a.c.writeCall(ctx, path, part, idempotent, mk, got)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			for k, v := range got {
+				out[k] = v
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	return out, nil
 }
+
+// maxInFlight bounds the concurrent calls of one write.
+const maxInFlight = 4
 
 // writeCall makes one batch call. A call HubSpot refuses as a whole (400,
 // 409) is split in halves until each refused record is alone, so that one
