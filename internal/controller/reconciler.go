@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -176,6 +177,12 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 	in := r.plannerInput(l)
 	plan := planner.Compute(in)
 	if err := r.writeIntents(ctx, l, in, plan); err != nil {
+		if errors.Is(err, errStalePlan) {
+			// The plan came from a copy older than the API server's: plan
+			// again from fresh objects before anything is sent.
+			logf.FromContext(ctx).V(1).Info("a UserSync changed under the plan; planning again")
+			return reconcileResult{RequeueAfter: 100 * time.Millisecond}, nil
+		}
 		return result, err
 	}
 	results, err := r.send(ctx, l, plan)

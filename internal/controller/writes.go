@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -70,7 +71,7 @@ func (r *ProviderReconciler) writeIntents(ctx context.Context, l *loop, in plann
 		}
 		us := l.syncs[si].obj
 		entry := currentEntry(us, l.key.ref())
-		updated, err := r.patchSyncStatus(ctx, us, l.key.ref(), all, entry)
+		updated, err := r.patchSyncStatus(ctx, us, l.key.ref(), all, entry, true)
 		if err != nil {
 			return fmt.Errorf("recording create intents of UserSync %s/%s: %w", us.Namespace, us.Name, err)
 		}
@@ -97,7 +98,7 @@ func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in 
 	for si, v := range l.syncs {
 		recs := outcomes[si].Records
 		entry := r.providerEntry(l, v, recs)
-		us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry)
+		us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry, false)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
 			continue
@@ -184,8 +185,13 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 // provider ever overwrites another's records. Nothing is written when the
 // status would not change. us is never modified (it may be the informer's
 // copy); the UserSync as written is returned.
+//
+// With strict, a conflict is not merged but returned as errStalePlan: the
+// create intents are written before the creates are sent, and a conflict
+// means the plan was made from an older UserSync (a lagging cache, a write
+// whose answer was lost), whose records may lack intents already stored.
 func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
-	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) (*usersv1.UserSync, error) {
+	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, strict bool) (*usersv1.UserSync, error) {
 	if providerUnchanged(us, ref, recs, entry) {
 		// The rest of the status derives from the providers' records and
 		// entries: it would not change either. No copy, no write.
@@ -220,6 +226,9 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
+			if strict && apierrors.IsConflict(err) {
+				return fmt.Errorf("%w: UserSync %s/%s", errStalePlan, cur.Namespace, cur.Name)
+			}
 			return err
 		}
 		r.written.record(desired)
@@ -228,6 +237,9 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 	})
 	return cur, err
 }
+
+// errStalePlan: a UserSync changed at the API server since it was read.
+var errStalePlan = errors.New("the UserSync changed since it was planned")
 
 // providerUnchanged reports whether the UserSync's status already holds
 // exactly these records and this entry for the provider.

@@ -219,9 +219,10 @@ var _ = Describe("Two replicas with leader election", func() {
 		defer b.kill()
 
 		// While A leads, B waits and writes nothing.
-		time.Sleep(1500 * time.Millisecond)
+		Eventually(func() int { return len(em.Users()) }, 30*time.Second, 50*time.Millisecond).
+			Should(BeNumerically(">", 0), "A is syncing")
+		time.Sleep(500 * time.Millisecond)
 		before := len(em.Users())
-		Expect(before).To(BeNumerically(">", 0), "A is syncing")
 		bLog, _ := os.ReadFile(logB)
 		Expect(string(bLog)).NotTo(MatchRegexp("(?i)successfully acquired lease"))
 		Expect(string(bLog)).NotTo(ContainSubstring("Starting workers"))
