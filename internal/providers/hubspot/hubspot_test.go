@@ -637,18 +637,28 @@ func TestRecordsHubSpotCannotIdentify(t *testing.T) {
 	}
 }
 
-func BenchmarkApplyCreate1000(b *testing.B) {
-	s := newSetup(b, EmulatorOptions{}, nil)
-	chs := creates(1000)
-	b.ReportAllocs()
-	round := 0
-	for b.Loop() {
-		round++
-		for i := range chs {
-			chs[i].User.Email = fmt.Sprintf("b%d-%d@example.com", round, i)
-		}
-		if _, err := s.c.Apply(context.Background(), chs); err != nil {
-			b.Fatal(err)
+// BenchmarkApply measures the client's packing, encoding and correlation
+// of N creates and N updates against the emulator (no latency, no limit).
+func BenchmarkApply(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		for _, op := range []providers.Op{providers.OpCreate, providers.OpUpdate} {
+			b.Run(fmt.Sprintf("%s-%d", op, n), func(b *testing.B) {
+				s := newSetup(b, EmulatorOptions{DuplicateEmails: true}, nil)
+				chs := creates(n)
+				if op == providers.OpUpdate {
+					res := apply(b, s.c, chs)
+					for i := range chs {
+						chs[i].Op, chs[i].ExternalID = providers.OpUpdate, res[chs[i].ID].ExternalID
+					}
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := s.c.Apply(context.Background(), chs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(n), "records/op")
+			})
 		}
 	}
 }

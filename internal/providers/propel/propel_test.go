@@ -664,24 +664,30 @@ func TestFactory(t *testing.T) {
 	}
 }
 
+// BenchmarkApply measures the client's packing, encoding and correlation of
+// N upserts against the emulator.
 func BenchmarkApply(b *testing.B) {
-	em, c, _ := setup(b, EmulatorOptions{}, 100, nil)
-	changes := creates(1000)
-	ctx := context.Background()
-	b.ResetTimer()
-	for b.Loop() {
-		results, err := c.Apply(ctx, changes)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, r := range results {
-			if r.Err != nil {
-				b.Fatal(r.Err)
+	for _, n := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			em, c, _ := setup(b, EmulatorOptions{}, 100, nil)
+			changes := creates(n)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				results, err := c.Apply(ctx, changes)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, r := range results {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
 			}
-		}
-	}
-	b.StopTimer()
-	if n := len(em.Users()); n != 1000 {
-		b.Fatalf("emulator holds %d users", n)
+			b.StopTimer()
+			if got := len(em.Users()); got != n {
+				b.Fatalf("emulator holds %d users", got)
+			}
+		})
 	}
 }
