@@ -73,7 +73,11 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
 		go test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; done
 
 .PHONY: bench
-bench: ## Go benchmarks of the planner and the vendor packing.
+bench: envtest ## Scale benchmark (hack/bench): the operator binary, a real API server and the HubSpot emulator; prints the table (BENCH_ARGS, e.g. -out docs/benchmarks.md).
+	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go run ./hack/bench $(BENCH_ARGS)
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks of the planner and the vendor clients at 1k, 10k and 100k records.
 	go test ./internal/... -run '^$$' -bench . -benchmem
 
 ##@ Demo
