@@ -113,7 +113,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 // CacheOptions restricts the manager's cache to what the options serve: the
 // watched namespaces, and the providers the selector matches.
 func (o Options) CacheOptions() (cache.Options, error) {
-	var c cache.Options
+	// managedFields list every field of every user of a UserSync: a large
+	// share of the informer's memory, and never read.
+	c := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if len(o.WatchNamespaces) > 0 {
 		c.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.WatchNamespaces {

@@ -95,6 +95,10 @@ func currentEntry(us *usersv1.UserSync, ref string) *usersv1.ProviderSyncStatus 
 // deleted UserSync once no provider holds a record of it.
 func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, outcomes []planner.Outcome) error {
 	var errs []error
+	bySync := make([][]planner.Item, len(l.syncs))
+	for _, it := range plan.Items {
+		bySync[it.Sync] = append(bySync[it.Sync], it)
+	}
 	for si, v := range l.syncs {
 		recs := outcomes[si].Records
 		entry := r.providerEntry(l, v, recs)
@@ -104,7 +108,7 @@ func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in 
 			continue
 		}
 		v.obj = us
-		r.emitSyncEvents(l, us, plan, si, in.Syncs[si].Records, recs)
+		r.emitSyncEvents(l, us, bySync[si], in.Syncs[si].Records, recs)
 		if err := r.releaseFinalizer(ctx, us); err != nil {
 			errs = append(errs, err)
 		}
@@ -242,25 +246,42 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 var errStalePlan = errors.New("the UserSync changed since it was planned")
 
 // providerUnchanged reports whether the UserSync's status already holds
-// exactly these records and this entry for the provider.
+// exactly these records and this entry for the provider. It runs for every
+// UserSync on every loop, so it compares fields directly instead of
+// rendering and reflecting over the records.
 func providerUnchanged(us *usersv1.UserSync, ref string, recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) bool {
+	if us.Status.ObservedGeneration != us.Generation {
+		return false
+	}
 	old := currentEntry(us, ref)
 	if (old == nil) != (entry == nil) || (old != nil && !equality.Semantic.DeepEqual(*old, *entry)) {
 		return false
 	}
-	want := toResults(us, ref, recs)
-	i := 0
+	n := 0
 	for j := range us.Status.Results {
 		have := &us.Status.Results[j]
 		if have.Provider != ref {
 			continue
 		}
-		if i >= len(want) || !equality.Semantic.DeepEqual(*have, want[i]) {
+		rec, ok := recs[have.Key]
+		if !ok || !sameRecord(have, rec) {
 			return false
 		}
-		i++
+		n++
 	}
-	return i == len(want) && us.Status.ObservedGeneration == us.Generation
+	return n == len(recs)
+}
+
+// sameRecord reports whether a stored result says what a record says.
+func sameRecord(r *usersv1.RecordResult, rec planner.Record) bool {
+	if r.ExternalID != rec.ExternalID || string(r.State) != rec.State || r.Action != rec.Action ||
+		r.Reason != rec.Reason || r.Message != rec.Message || r.Attempts != rec.Attempts || r.Hash != rec.Hash {
+		return false
+	}
+	if r.LastSyncTime == nil {
+		return rec.LastAttempt.IsZero()
+	}
+	return r.LastSyncTime.Time.Equal(rec.LastAttempt)
 }
 
 // releaseFinalizer removes the finalizer of a deleted UserSync that no
@@ -281,16 +302,13 @@ func (r *ProviderReconciler) releaseFinalizer(ctx context.Context, us *usersv1.U
 
 // emitSyncEvents emits at most one event per kind of outcome per UserSync and
 // loop, so a 1,000-user sync does not emit 1,000 events.
-func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, plan planner.Plan, si int, prev, recs map[string]planner.Record) {
+func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, items []planner.Item, prev, recs map[string]planner.Record) {
 	if r.Recorder == nil {
 		return
 	}
 	var written, deleted, failed, conflicts, held int
 	var firstFail, heldMsg string
-	for _, it := range plan.Items {
-		if it.Sync != si {
-			continue
-		}
+	for _, it := range items {
 		rec, kept := recs[it.Key]
 		switch it.Kind {
 		case planner.Write:
