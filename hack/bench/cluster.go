@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+)
+
+const (
+	providerName = "hs"
+	secretName   = "hs"
+	token        = "pat-bench"
+)
+
+// providerIndex is how the operator's metrics name the point's provider.
+func providerIndex(ns string) string {
+	return string(usersv1.KindUserProvider) + "/" + ns + "/" + providerName
+}
+
+// createProvider creates the token Secret and the UserProvider.
+func createProvider(ctx context.Context, c client.Client, ns, endpoint string, requests int, period time.Duration) error {
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: secretName},
+		Data: map[string][]byte{"token": []byte(token)}}); err != nil {
+		return err
+	}
+	return c.Create(ctx, &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: providerName},
+		Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: endpoint, AllowInsecureHTTP: true,
+			CredentialsRef: usersv1.SecretKeyReference{Name: secretName, Key: "token"},
+			RateLimit:      &usersv1.RateLimit{Requests: int32(requests), Period: metav1.Duration{Duration: period}}}})
+}
+
+// providerReady reports whether the operator has verified the provider, and
+// the provider's resourceVersion.
+func providerReady(ctx context.Context, c client.Client, ns string) (bool, string, error) {
+	var p usersv1.UserProvider
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: providerName}, &p); err != nil {
+		return false, "", err
+	}
+	cond := meta.FindStatusCondition(p.Status.Conditions, usersv1.ConditionReady)
+	ok := cond != nil && cond.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation
+	return ok, p.ResourceVersion, nil
+}
+
+// userSyncs builds the point's UserSyncs: users with an email, a first and
+// last name and two or three attributes; emails are unique across the point.
+func userSyncs(ns string, p point) []*usersv1.UserSync {
+	teams := []string{"platform", "sales", "support", "finance", "research"}
+	out := make([]*usersv1.UserSync, p.syncs)
+	for s := range out {
+		users := make([]usersv1.User, p.users)
+		for i := range users {
+			key := fmt.Sprintf("s%d-u%d", s, i)
+			attrs := map[string]usersv1.AttributeValue{
+				"team": usersv1.StringValue(teams[(s+i)%len(teams)]),
+				"seat": usersv1.NumberValue(float64(s*p.users + i)),
+			}
+			if i%2 == 0 {
+				attrs["admin"] = usersv1.BoolValue(i%10 == 0)
+			}
+			users[i] = usersv1.User{Key: key, Email: key + "@bench.example.com", FirstName: fmt.Sprintf("First%d", i),
+				LastName: fmt.Sprintf("Last%d", s), Attributes: attrs}
+		}
+		out[s] = &usersv1.UserSync{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("team-%04d", s)},
+			Spec: usersv1.UserSyncSpec{ProviderRefs: []usersv1.ProviderRef{{Kind: usersv1.KindUserProvider, Name: providerName}},
+				Users: users}}
+	}
+	return out
+}
+
+// createAll creates the UserSyncs from a few goroutines; it returns when all
+// are created, with the first error.
+func createAll(ctx context.Context, c client.Client, objs []*usersv1.UserSync, workers int, created *atomic.Int64) error {
+	next := make(chan *usersv1.UserSync)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for us := range next {
+				if err := c.Create(ctx, us); err != nil {
+					errs <- fmt.Errorf("creating UserSync %s: %w", us.Name, err)
+					return
+				}
+				created.Add(1)
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, us := range objs {
+		select {
+		case next <- us:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	return err
+}
+
+// syncRow is one UserSync as the readiness poll sees it.
+type syncRow struct {
+	name       string
+	rv         string
+	generation int64
+	ready      string // the Ready condition's status
+}
+
+// tableReader lists UserSyncs in the server-side Table form with object
+// metadata only: the apiserver serves it from its watch cache
+// (resourceVersion=0) and sends a few hundred bytes per UserSync instead of
+// its spec and status (hundreds of KiB at 500 users), so that polling every
+// 250 ms does not load the machine the operator is measured on.
+type tableReader struct {
+	http *http.Client
+	host string
+}
+
+func newTableReader(cfg *rest.Config) (*tableReader, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &tableReader{http: hc, host: strings.TrimSuffix(cfg.Host, "/")}, nil
+}
+
+func (t *tableReader) list(ctx context.Context, ns string) ([]syncRow, error) {
+	u := fmt.Sprintf("%s/apis/%s/%s/namespaces/%s/usersyncs?includeObject=Metadata&resourceVersion=0",
+		t.host, usersv1.GroupVersion.Group, usersv1.GroupVersion.Version, ns)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := t.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("listing UserSyncs as a table: %s: %.300s", resp.Status, body)
+	}
+	var tab metav1.Table
+	if err := json.Unmarshal(body, &tab); err != nil {
+		return nil, err
+	}
+	readyCol := -1
+	for i, c := range tab.ColumnDefinitions {
+		if c.Name == "Ready" {
+			readyCol = i
+		}
+	}
+	if readyCol < 0 {
+		return nil, fmt.Errorf("the UserSync table has no Ready column")
+	}
+	rows := make([]syncRow, 0, len(tab.Rows))
+	for _, r := range tab.Rows {
+		var m metav1.PartialObjectMetadata
+		if err := json.Unmarshal(r.Object.Raw, &m); err != nil {
+			return nil, fmt.Errorf("decoding a table row's metadata: %w", err)
+		}
+		row := syncRow{name: m.Name, rv: m.ResourceVersion, generation: m.Generation}
+		if readyCol < len(r.Cells) {
+			row.ready, _ = r.Cells[readyCol].(string)
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// verifyReady reads the UserSyncs in full and checks every one is Ready for
+// its generation (status.observedGeneration == metadata.generation). It
+// returns their resourceVersions.
+func verifyReady(ctx context.Context, c client.Client, ns string, want int) (map[string]string, error) {
+	var list usersv1.UserSyncList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	if len(list.Items) != want {
+		return nil, fmt.Errorf("%d UserSyncs, want %d", len(list.Items), want)
+	}
+	rvs := make(map[string]string, len(list.Items))
+	for i := range list.Items {
+		us := &list.Items[i]
+		cond := meta.FindStatusCondition(us.Status.Conditions, usersv1.ConditionReady)
+		if cond == nil || cond.Status != metav1.ConditionTrue || us.Status.ObservedGeneration != us.Generation {
+			return nil, fmt.Errorf("UserSync %s is not Ready for generation %d", us.Name, us.Generation)
+		}
+		rvs[us.Name] = us.ResourceVersion
+	}
+	return rvs, nil
+}
+
+// cleanup removes the point's objects once its operator is stopped: the
+// finalizers the operator put on the UserSyncs are stripped, so that nothing
+// of this point stays in the apiserver's cache for the next one.
+func cleanup(ctx context.Context, c client.Client, ns string) error {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(usersv1.GroupVersion.WithKind("UserSyncList"))
+	if err := c.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	strip := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+	for i := range list.Items {
+		m := &list.Items[i]
+		m.SetGroupVersionKind(usersv1.GroupVersion.WithKind("UserSync"))
+		if len(m.Finalizers) > 0 {
+			if err := c.Patch(ctx, m, strip); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.DeleteAllOf(ctx, &usersv1.UserSync{}, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	if err := c.DeleteAllOf(ctx, &usersv1.UserProvider{}, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	// Without a namespace controller the namespace stays Terminating; its
+	// contents are gone.
+	return c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+}

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/usersync/usersync-operator/internal/app"
+)
+
+// operator is the operator running as a child process.
+type operator struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // set before done is closed
+	metrics string        // http://127.0.0.1:<port>/metrics
+	log     string
+	logFile *os.File
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat;
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startOperator starts the operator binary for one point, serving only the
+// point's namespace.
+func startOperator(cfg *config, binary, kubeconfig, workDir, namespace, profileDir string) (*operator, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(port),
+		"--health-probe-bind-address=0",
+		"--resync-interval=" + cfg.resync.String(),
+		"--workers=" + strconv.Itoa(cfg.workers),
+		"--deletion-guard-count=0",
+		"--deletion-guard-percent=0",
+		"--watch-namespaces=" + namespace,
+	}
+	o := &operator{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), log: filepath.Join(workDir, "operator-"+namespace+".log"),
+		done: make(chan struct{})}
+	if o.logFile, err = os.Create(o.log); err != nil {
+		return nil, err
+	}
+	o.cmd = exec.Command(binary, args...)
+	o.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+cfg.goMemLimit)
+	if profileDir != "" {
+		o.cmd.Env = append(o.cmd.Env, profileDirEnvVar+"="+profileDir)
+	}
+	var w io.Writer = o.logFile
+	if cfg.verbose {
+		w = io.MultiWriter(o.logFile, os.Stderr)
+	}
+	o.cmd.Stdout, o.cmd.Stderr = w, w
+	if err := o.cmd.Start(); err != nil {
+		_ = o.logFile.Close()
+		return nil, fmt.Errorf("starting the operator: %w", err)
+	}
+	go func() { o.waitErr = o.cmd.Wait(); _ = o.logFile.Close(); close(o.done) }()
+	return o, nil
+}
+
+// stop sends SIGTERM and waits, then SIGKILL.
+func (o *operator) stop() {
+	select {
+	case <-o.done:
+		return
+	default:
+	}
+	_ = o.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-o.done:
+	case <-time.After(30 * time.Second):
+		_ = o.cmd.Process.Kill()
+		<-o.done
+	}
+}
+
+// exited reports an error when the process is gone.
+func (o *operator) exited() error {
+	select {
+	case <-o.done:
+		return fmt.Errorf("the operator exited (%v); its log: %s", o.waitErr, o.log)
+	default:
+		return nil
+	}
+}
+
+// cpuSeconds is utime+stime of the process so far.
+func (o *operator) cpuSeconds() (float64, error) {
+	_, _, cpu, err := procStat(o.cmd.Process.Pid)
+	return cpu, err
+}
+
+// peakRSS is VmHWM, the peak resident set size, in bytes.
+func (o *operator) peakRSS() (int64, error) {
+	v := procField(fmt.Sprintf("/proc/%d/status", o.cmd.Process.Pid), "VmHWM")
+	kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("VmHWM %q: %w", v, err)
+	}
+	return kb << 10, nil
+}
+
+// metricsSnapshot is one scrape of the operator's /metrics.
+type metricsSnapshot map[string]*dto.MetricFamily
+
+// metricsClient asks for uncompressed metrics: gzip would add to the
+// operator's CPU figures.
+var metricsClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+
+func (o *operator) scrape(ctx context.Context) (metricsSnapshot, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.metrics, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", o.metrics, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(resp.Body)
+}
+
+// sum adds up the counters (or histogram sample counts, or gauges) of a
+// family whose labels match.
+func (m metricsSnapshot) sum(name string, match map[string]string) float64 {
+	mf, ok := m[name]
+	if !ok {
+		return 0
+	}
+	total := 0.0
+next:
+	for _, mt := range mf.GetMetric() {
+		for k, v := range match {
+			found := false
+			for _, lp := range mt.GetLabel() {
+				if lp.GetName() == k {
+					found = lp.GetValue() == v
+					break
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case mt.Counter != nil:
+			total += mt.GetCounter().GetValue()
+		case mt.Histogram != nil:
+			total += float64(mt.GetHistogram().GetSampleCount())
+		case mt.Gauge != nil:
+			total += mt.GetGauge().GetValue()
+		}
+	}
+	return total
+}
+
+// byLabel adds up a counter family by the value of one label.
+func (m metricsSnapshot) byLabel(name, label string) map[string]float64 {
+	out := map[string]float64{}
+	mf, ok := m[name]
+	if !ok {
+		return out
+	}
+	for _, mt := range mf.GetMetric() {
+		for _, lp := range mt.GetLabel() {
+			if lp.GetName() == label {
+				out[lp.GetValue()] += mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// runProfiledManager is the operator as main.go wires it, with a CPU
+// profile of everything up to SIGUSR1 (convergence), a heap profile at
+// SIGUSR1, and a CPU profile from SIGUSR1 to SIGTERM (steady state).
+func runProfiledManager(dir string, args []string) int {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var metricsAddr, probeAddr string
+	opts := app.DefaultOptions()
+	fs.StringVar(&metricsAddr, "metrics-bind-address", "0", "")
+	fs.StringVar(&probeAddr, "health-probe-bind-address", "0", "")
+	opts.BindFlags(fs)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("profiled-manager")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Error(err, "profile directory")
+		return 1
+	}
+	startCPU := func(name string) func() {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			log.Error(err, "cpu profile")
+			return func() {}
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Error(err, "cpu profile")
+			_ = f.Close()
+			return func() {}
+		}
+		return func() { pprof.StopCPUProfile(); _ = f.Close() }
+	}
+	var mu sync.Mutex // guards stopCPU
+	stopCPU := startCPU("cpu-converge.pprof")
+	defer func() { mu.Lock(); stopCPU(); mu.Unlock() }()
+
+	cacheOpts, err := opts.CacheOptions()
+	if err != nil {
+		log.Error(err, "invalid flags")
+		return 2
+	}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 app.NewScheme(),
+		Cache:                  cacheOpts,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+	})
+	if err != nil {
+		log.Error(err, "unable to create the manager")
+		return 1
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := app.Setup(ctx, mgr, opts); err != nil {
+		log.Error(err, "unable to set up the sync engine")
+		return 1
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			mu.Lock()
+			stopCPU()
+			if f, err := os.Create(filepath.Join(dir, "heap-converged.pprof")); err == nil {
+				runtime.GC()
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				_ = f.Close()
+			}
+			stopCPU = startCPU("cpu-steady.pprof")
+			mu.Unlock()
+		}
+	}()
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "the manager stopped")
+		return 1
+	}
+	return 0
+}

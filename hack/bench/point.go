@@ -1,0 +1,545 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+)
+
+// bench runs one point.
+type bench struct {
+	cfg      *config
+	cp       *controlPlane
+	binary   string
+	work     string
+	scenario *scenarioRun
+	point    point
+}
+
+// vendorCalls are the emulator's counters.
+type vendorCalls struct {
+	creates, updates, upserts, archives int
+	reads                               int // batch/read, search, list, get
+	rateLimited                         int // every call the rate limit counts (all but search)
+	throttled                           int // answered 429
+	maxInWindow                         int
+}
+
+func (v vendorCalls) writes() int { return v.creates + v.updates + v.upserts + v.archives }
+
+func countCalls(em *hubspot.Emulator) vendorCalls {
+	v := vendorCalls{
+		creates:     em.Calls(hubspot.EndpointCreate),
+		updates:     em.Calls(hubspot.EndpointUpdate),
+		upserts:     em.Calls(hubspot.EndpointUpsert),
+		archives:    em.Calls(hubspot.EndpointArchive),
+		throttled:   em.Throttled(),
+		maxInWindow: em.MaxInWindow(),
+	}
+	search := em.Calls(hubspot.EndpointSearch)
+	v.reads = em.Calls(hubspot.EndpointRead) + search + em.Calls(hubspot.EndpointList) + em.Calls(hubspot.EndpointGet)
+	v.rateLimited = v.writes() + v.reads - search
+	return v
+}
+
+// result is what one point measured.
+type result struct {
+	point     point
+	namespace string
+	start     time.Time // first create
+	converged bool
+	failure   string // why it did not converge
+
+	ready        int           // UserSyncs Ready at the end of the convergence phase
+	createTime   time.Duration // first create to last create answered
+	convergeTime time.Duration // first create to all Ready
+	calls        vendorCalls   // during convergence
+	firstWrite   time.Time     // first vendor write call sent
+	writeSpan    time.Duration // first vendor write call sent to last one answered
+	vendorUsers  int           // users at the vendor after convergence
+	cpuConverge  float64       // operator CPU seconds, first create to all Ready
+	cpuControl   float64       // kube-apiserver and etcd CPU seconds, same span
+	apiRequests  float64       // Kubernetes API requests the operator made, first create to all Ready
+	rssConverged int64         // VmHWM at convergence
+	peakRSS      int64         // VmHWM at the end (steady state included)
+	loopsConv    float64       // sync loops during convergence
+
+	steady     *steadyResult
+	profileDir string
+}
+
+// steadyResult is the steady-state phase: resync loops over unchanged users.
+type steadyResult struct {
+	loops                int           // loops observed in the whole phase (writes and status writes are counted over them)
+	cpuLoops             int           // loops the CPU figure is averaged over
+	cpuPerLoop           float64       // operator CPU seconds per resync loop, idle time between loops included
+	controlPerLoop       float64       // kube-apiserver and etcd CPU seconds per resync loop
+	loopSeconds          float64       // mean duration of one loop (usersync_sync_loop_duration_seconds)
+	calls                vendorCalls   // over the whole phase
+	syncStatusWrites     int           // UserSyncs whose resourceVersion changed
+	providerStatusWrites int           // 1 when the provider's resourceVersion changed
+	apiRequests          float64       // Kubernetes API requests the operator made
+	apiWrites            float64       // of which POST, PUT, PATCH or DELETE
+	duration             time.Duration // length of the phase
+}
+
+func (b *bench) progress(format string, args ...any) {
+	logf("[%s %s] %s", b.scenario.name, b.point, fmt.Sprintf(format, args...))
+}
+
+func (b *bench) run(ctx context.Context) (*result, error) {
+	cfg, c, p := b.cfg, b.cp.client, b.point
+	res := &result{point: p}
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: fmt.Sprintf("bench-%s-%dx%d-", b.scenario.name, p.syncs, p.users)}}
+	if err := c.Create(ctx, ns); err != nil {
+		return nil, err
+	}
+	res.namespace = ns.Name
+
+	emLimit, provRequests, provPeriod := -1, 10000, time.Second
+	if b.scenario.rateLimit > 0 {
+		emLimit, provRequests, provPeriod = b.scenario.rateLimit, b.scenario.rateLimit, b.scenario.rateWindow
+	}
+	// DuplicateEmails: the emulator checks unique emails with a scan of
+	// every user it holds, which at 100k users would cost the bench (and so
+	// the machine the operator is measured on) far more than the operator
+	// itself. The operator never relies on the check; the count of users at
+	// the vendor after convergence shows it created each exactly once.
+	em := hubspot.NewEmulator(hubspot.EmulatorOptions{
+		Tokens:          map[string][]string{token: hubspot.DefaultScopes},
+		Latency:         cfg.latency,
+		RateLimit:       emLimit,
+		RateWindow:      b.scenario.rateWindow,
+		DuplicateEmails: true,
+	})
+	// The emulator is served through a wrapper that times the write calls.
+	writes := &writeTimes{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: writes.wrap(em), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	if err := createProvider(ctx, c, ns.Name, "http://"+ln.Addr().String(), provRequests, provPeriod); err != nil {
+		return nil, err
+	}
+
+	if cfg.pprofDir != "" {
+		res.profileDir = filepath.Join(cfg.pprofDir, b.scenario.name+"-"+p.String())
+	}
+	op, err := startOperator(cfg, b.binary, b.cp.kubeconfig, b.work, ns.Name, res.profileDir)
+	if err != nil {
+		return nil, err
+	}
+	defer op.stop()
+	if err := b.waitOperatorReady(ctx, op, ns.Name); err != nil {
+		return nil, err
+	}
+
+	objs := userSyncs(ns.Name, p)
+	tables, err := newTableReader(b.cp.cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	// Convergence: from the first create to every UserSync Ready.
+	em.ResetCounters()
+	writes.reset()
+	m0, err := op.scrape(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := op.cpuSeconds()
+	if err != nil {
+		return nil, err
+	}
+	control0 := controlPlaneCPU()
+	b.progress("creating %d UserSyncs × %d users (%d users) in namespace %s", p.syncs, p.users, p.total(), ns.Name)
+	start := time.Now()
+	res.start = start
+	var created atomic.Int64
+	createErr := make(chan error, 1)
+	go func() {
+		err := createAll(ctx, c, objs, cfg.createWorkers, &created)
+		res.createTime = time.Since(start)
+		createErr <- err
+	}()
+
+	deadline := start.Add(cfg.timeout)
+	tick := time.NewTicker(cfg.poll)
+	defer tick.Stop()
+	lastReport := start
+	creating := true
+	var readyAt time.Time
+	for readyAt.IsZero() {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case err := <-createErr:
+			if err != nil {
+				return nil, err
+			}
+			creating = false
+			b.progress("%d UserSyncs created in %s", p.syncs, res.createTime.Round(time.Millisecond))
+			continue
+		case <-tick.C:
+		}
+		if err := op.exited(); err != nil {
+			return nil, err
+		}
+		rows, err := tables.list(ctx, ns.Name)
+		if err != nil {
+			return nil, err
+		}
+		polled := time.Now()
+		res.ready = 0
+		for _, r := range rows {
+			if r.ready == string(metav1.ConditionTrue) {
+				res.ready++
+			}
+		}
+		if time.Since(lastReport) >= 5*time.Second {
+			lastReport = time.Now()
+			b.progress("%5.1fs: %d/%d UserSyncs Ready (%d created), %d vendor write calls",
+				time.Since(start).Seconds(), res.ready, p.syncs, created.Load(), countCalls(em).writes())
+		}
+		if time.Now().After(deadline) {
+			res.failure = fmt.Sprintf("%d of %d UserSyncs Ready after %s", res.ready, p.syncs, cfg.timeout)
+			b.progress("giving up: %s; operator log: %s", res.failure, op.log)
+			break
+		}
+		if !creating && res.ready == p.syncs {
+			// The table has no observedGeneration: confirm on the full
+			// objects. Unchanged resourceVersions mean they were Ready when
+			// the table was read.
+			rvs, err := verifyReady(ctx, c, ns.Name, p.syncs)
+			if err != nil {
+				b.progress("not yet: %v", err)
+				continue
+			}
+			readyAt = polled
+			for _, r := range rows {
+				if rvs[r.name] != r.rv {
+					readyAt = time.Now()
+				}
+			}
+		}
+	}
+	if creating {
+		if err := <-createErr; err != nil {
+			return nil, err
+		}
+	}
+	res.calls = countCalls(em)
+	res.firstWrite, res.writeSpan = writes.span()
+	if !readyAt.IsZero() {
+		res.converged = true
+		res.convergeTime = readyAt.Sub(start)
+	} else {
+		res.convergeTime = time.Since(start)
+	}
+	cpu1, err := op.cpuSeconds()
+	if err != nil {
+		return nil, err
+	}
+	res.cpuConverge = cpu1 - cpu0
+	res.cpuControl = controlPlaneCPU() - control0
+	m1, err := op.scrape(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.apiRequests = m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil)
+	loopFilter := map[string]string{"provider": providerIndex(ns.Name)}
+	res.loopsConv = m1.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter)
+	if res.rssConverged, err = op.peakRSS(); err != nil {
+		return nil, err
+	}
+	res.vendorUsers = len(em.Users())
+	b.progress("converged=%t in %s: %d vendor write calls (%d creates, bound %d) over %s, %d users at the vendor, operator CPU %.2fs (control plane %.2fs), peak RSS %s, %0.f API requests",
+		res.converged, res.convergeTime.Round(10*time.Millisecond), res.calls.writes(), res.calls.creates, ceilDiv(p.total(), 100),
+		res.writeSpan.Round(10*time.Millisecond), res.vendorUsers, res.cpuConverge, res.cpuControl, mib(res.rssConverged), res.apiRequests)
+
+	if res.converged && cfg.steadyLoops > 0 {
+		if res.steady, err = b.steadyState(ctx, op, em, tables, ns.Name); err != nil {
+			return nil, err
+		}
+	}
+	if res.peakRSS, err = op.peakRSS(); err != nil {
+		return nil, err
+	}
+	op.stop()
+	if err := cleanup(ctx, c, ns.Name); err != nil {
+		b.progress("cleaning up: %v", err)
+	}
+	if !res.converged {
+		b.progress("operator log kept: %s", op.log)
+	}
+	return res, nil
+}
+
+// waitOperatorReady waits for the metrics endpoint and for the provider to
+// be verified: the operator is up, its caches synced, before the clock
+// starts.
+func (b *bench) waitOperatorReady(ctx context.Context, op *operator, ns string) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if err := op.exited(); err != nil {
+			return err
+		}
+		_, scrapeErr := op.scrape(ctx)
+		ok, _, err := providerReady(ctx, b.cp.client, ns)
+		if err != nil {
+			return err
+		}
+		if ok && scrapeErr == nil {
+			return b.waitIdle(ctx, op)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the operator did not verify the provider within 2 minutes (metrics: %v); its log: %s", scrapeErr, op.log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitIdle waits until no sync loop is running.
+func (b *bench) waitIdle(ctx context.Context, op *operator) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		m, err := op.scrape(ctx)
+		if err != nil {
+			return err
+		}
+		if m.sum("controller_runtime_active_workers", map[string]string{"controller": "provider-sync"}) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("a sync loop has been running for 5 minutes")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// steadyState measures resync loops over the converged, unchanged users.
+// Vendor calls, status writes and API requests are counted from the end of
+// the converging loop to the end of the last measured loop; CPU is averaged
+// over the K loops after the first one, from loop end to loop end, so that
+// the window holds exactly K loops and the idle time between them.
+func (b *bench) steadyState(ctx context.Context, op *operator, em *hubspot.Emulator, tables *tableReader, ns string) (*steadyResult, error) {
+	k := b.cfg.steadyLoops
+	if err := b.waitIdle(ctx, op); err != nil {
+		return nil, err
+	}
+	rows0, err := tables.list(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	_, provRV0, err := providerReady(ctx, b.cp.client, ns)
+	if err != nil {
+		return nil, err
+	}
+	em.ResetCounters()
+	m0, err := op.scrape(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if op.cmd.Process != nil && b.cfg.pprofDir != "" {
+		_ = op.cmd.Process.Signal(syscall.SIGUSR1) // converge profile done, steady profile starts
+	}
+	start := time.Now()
+	filter := map[string]string{"provider": providerIndex(ns)}
+	loops0 := m0.sum("usersync_sync_loop_duration_seconds", filter)
+	b.progress("steady state: waiting for %d resync loops (--resync-interval %s)", k+1, b.cfg.resync)
+
+	// waitLoops waits until the loop count reaches n and returns the
+	// operator's CPU seconds then. Each scrape costs the operator CPU that
+	// lands in the figure, so until notBefore it only sleeps, and then
+	// scrapes every 200 ms.
+	timeout := time.Now().Add(time.Duration(k+2)*b.cfg.resync + 2*time.Minute)
+	var controlA, controlB float64
+	waitLoops := func(n float64, notBefore time.Time) (float64, float64, error) {
+		last := time.Now()
+		for time.Now().Before(notBefore) {
+			select {
+			case <-ctx.Done():
+				return 0, 0, ctx.Err()
+			case <-time.After(time.Until(notBefore)):
+			}
+		}
+		for {
+			m, err := op.scrape(ctx)
+			if err != nil {
+				return 0, 0, err
+			}
+			if got := m.sum("usersync_sync_loop_duration_seconds", filter); got >= n {
+				controlA, controlB = controlB, controlPlaneCPU()
+				cpu, err := op.cpuSeconds()
+				return got, cpu, err
+			}
+			if time.Now().After(timeout) {
+				return 0, 0, fmt.Errorf("fewer than %.0f sync loops after %s; operator log: %s", n-loops0, time.Since(start).Round(time.Second), op.log)
+			}
+			if time.Since(last) >= 10*time.Second {
+				last = time.Now()
+				b.progress("steady state: %.0f/%d loops, %s", m.sum("usersync_sync_loop_duration_seconds", filter)-loops0, k+1, time.Since(start).Round(time.Second))
+			}
+			select {
+			case <-ctx.Done():
+				return 0, 0, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	// The first resync loop comes at most one interval after the last
+	// converging loop.
+	loopsA, cpuA, err := waitLoops(loops0+1, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	// The K loops after it end about K intervals later (each loop is
+	// requeued one interval after it ends, so a little more).
+	loopsB, cpuB, err := waitLoops(loopsA+float64(k), time.Now().Add(time.Duration(k)*b.cfg.resync-time.Second))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.waitIdle(ctx, op); err != nil {
+		return nil, err
+	}
+	m1, err := op.scrape(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows1, err := tables.list(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	_, provRV1, err := providerReady(ctx, b.cp.client, ns)
+	if err != nil {
+		return nil, err
+	}
+	s := &steadyResult{
+		loops:       int(m1.sum("usersync_sync_loop_duration_seconds", filter) - loops0),
+		cpuLoops:    int(loopsB - loopsA),
+		calls:       countCalls(em),
+		apiRequests: m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil),
+		duration:    time.Since(start),
+	}
+	s.cpuPerLoop = (cpuB - cpuA) / float64(s.cpuLoops)
+	s.controlPerLoop = (controlB - controlA) / float64(s.cpuLoops)
+	if s.loops > 0 {
+		s.loopSeconds = (histSum(m1, filter) - histSum(m0, filter)) / float64(s.loops)
+	}
+	before, after := m0.byLabel("rest_client_requests_total", "method"), m1.byLabel("rest_client_requests_total", "method")
+	for _, method := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		s.apiWrites += after[method] - before[method]
+	}
+	rv0 := map[string]string{}
+	for _, r := range rows0 {
+		rv0[r.name] = r.rv
+	}
+	for _, r := range rows1 {
+		if rv0[r.name] != r.rv {
+			s.syncStatusWrites++
+		}
+	}
+	if provRV0 != provRV1 {
+		s.providerStatusWrites = 1
+	}
+	b.progress("steady state: %d loops in %s, %d vendor write calls, %.1f ms operator CPU per loop (control plane %.1f ms), %d UserSync status writes, %.0f API requests (%.0f writes)",
+		s.loops, s.duration.Round(time.Second), s.calls.writes(), s.cpuPerLoop*1000, s.controlPerLoop*1000, s.syncStatusWrites, s.apiRequests, s.apiWrites)
+	return s, nil
+}
+
+// histSum is the sum of the samples of the loop-duration histogram.
+func histSum(m metricsSnapshot, filter map[string]string) float64 {
+	mf := m["usersync_sync_loop_duration_seconds"]
+	if mf == nil {
+		return 0
+	}
+	total := 0.0
+	for _, mt := range mf.GetMetric() {
+		match := true
+		for k, v := range filter {
+			for _, lp := range mt.GetLabel() {
+				if lp.GetName() == k && lp.GetValue() != v {
+					match = false
+				}
+			}
+		}
+		if match && mt.Histogram != nil {
+			total += mt.GetHistogram().GetSampleSum()
+		}
+	}
+	return total
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// writeTimes records when the vendor's write endpoints were called.
+type writeTimes struct {
+	mu          sync.Mutex
+	first, last time.Time
+}
+
+func (w *writeTimes) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.first, w.last = time.Time{}, time.Time{}
+}
+
+// span returns when the first write call was sent, and how long it was
+// until the last one was answered.
+func (w *writeTimes) span() (time.Time, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.first.IsZero() {
+		return time.Time{}, 0
+	}
+	return w.first, w.last.Sub(w.first)
+}
+
+func (w *writeTimes) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		write := false
+		for _, ep := range []string{hubspot.EndpointCreate, hubspot.EndpointUpdate, hubspot.EndpointUpsert, hubspot.EndpointArchive} {
+			write = write || (r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/"+ep))
+		}
+		if write {
+			w.mu.Lock()
+			if w.first.IsZero() {
+				w.first = time.Now()
+			}
+			w.mu.Unlock()
+		}
+		h.ServeHTTP(rw, r)
+		if write {
+			w.mu.Lock()
+			w.last = time.Now()
+			w.mu.Unlock()
+		}
+	})
+}

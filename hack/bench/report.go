@@ -1,0 +1,272 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+const (
+	targetReady      = 60 * time.Second
+	targetCPUPerLoop = 0.200 // seconds
+	targetRSS        = 256 << 20
+	targetScale      = 100000 // the targets on time, CPU and RSS are for 100k users
+	targetRateSlack  = 0.05
+)
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
+
+// plural is "1 call", "2 calls", "1,000 calls".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return thousands(n) + " " + noun + "s"
+}
+
+func pointLabel(p point) string { return fmt.Sprintf("%d × %d", p.syncs, p.users) }
+
+func secs(d time.Duration) string {
+	if d < 10*time.Second {
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+	return fmt.Sprintf("%.1f s", d.Seconds())
+}
+
+func thousands(n int) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// commandLine reconstructs the command that reproduces a scenario.
+func commandLine(cfg *config, sr *scenarioRun) string {
+	args := []string{"go run ./hack/bench"}
+	if sr.name != scenarioPoints {
+		args = append(args, "-scenario "+sr.name)
+	}
+	var pts []string
+	for _, p := range sr.points {
+		pts = append(pts, p.String())
+	}
+	def := defaultPoints
+	if sr.name == scenarioRateLim {
+		def = ratelimitPoints
+	}
+	if strings.Join(pts, ",") != def {
+		args = append(args, "-points "+strings.Join(pts, ","))
+	}
+	if cfg.latency != 20*time.Millisecond {
+		args = append(args, "-latency "+cfg.latency.String())
+	}
+	if cfg.resync != 30*time.Second {
+		args = append(args, "-resync-interval "+cfg.resync.String())
+	}
+	if cfg.steadyLoops != 3 {
+		args = append(args, fmt.Sprintf("-steady-loops %d", cfg.steadyLoops))
+	}
+	if cfg.goMemLimit != "" {
+		args = append(args, "-gomemlimit "+cfg.goMemLimit)
+	}
+	if cfg.workers != 4 {
+		args = append(args, fmt.Sprintf("-workers %d", cfg.workers))
+	}
+	if sr.name == scenarioPoints && sr.rateLimit > 0 {
+		args = append(args, fmt.Sprintf("-rate-limit %d -rate-window %s", sr.rateLimit, sr.rateWindow))
+	}
+	return strings.Join(args, " ")
+}
+
+// renderScenario is the markdown of one scenario's results.
+func renderScenario(cfg *config, sr *scenarioRun) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	e := sr.env
+	commit := e.commit
+	if e.dirty {
+		commit += " (with uncommitted changes)"
+	}
+	title := "Scale points"
+	if sr.name == scenarioRateLim {
+		title = "Vendor rate limit"
+	}
+	w("### %s\n\n", title)
+	w("Measured %s UTC on %d × %s, %s RAM; %s; commit %s. Load average (1/5/15 min) %s at the start, %s at the end. ",
+		e.date.Format("2006-01-02 15:04"), e.cores, e.cpuModel, e.memory, e.goVersion, commit, e.loadAvg, loadAvg())
+	w("Took %s.\n\n", sr.finished.Sub(sr.started).Round(time.Second))
+	w("Command: `KUBEBUILDER_ASSETS=$(./hack/setup-envtest.sh) %s`. ", commandLine(cfg, sr))
+	vendorLimit := "no vendor rate limit (provider spec.rateLimit 10000/1s)"
+	if sr.rateLimit > 0 {
+		vendorLimit = fmt.Sprintf("vendor rate limit %d requests / %s at the emulator and in the provider's spec.rateLimit", sr.rateLimit, sr.rateWindow)
+	}
+	memLimit := "no GOMEMLIMIT"
+	if cfg.goMemLimit != "" {
+		memLimit = "GOMEMLIMIT=" + cfg.goMemLimit
+	}
+	w("Emulator latency %s per request, %s; operator `--workers=%d --resync-interval=%s`, %s.\n\n", cfg.latency, vendorLimit, cfg.workers, cfg.resync, memLimit)
+
+	w("| UserSyncs × users | N | All Ready | Created in | Ready after last create | Vendor write calls | ⌈N/100⌉ | N (a call per user) | Vendor reads | Users at vendor | Operator CPU | Control-plane CPU | Peak RSS | K8s API requests | Sync loops |\n")
+	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range sr.results {
+		ready := secs(r.convergeTime)
+		if !r.converged {
+			ready = "**not converged**: " + r.failure
+		}
+		after := "–"
+		if r.converged {
+			after = secs(max(r.convergeTime-r.createTime, 0))
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f s | %.2f s | %s | %s | %.0f |\n",
+			pointLabel(r.point), thousands(r.point.total()), ready, secs(r.createTime), after, thousands(r.calls.writes()),
+			thousands(ceilDiv(r.point.total(), 100)), thousands(r.point.total()), thousands(r.calls.reads),
+			thousands(r.vendorUsers), r.cpuConverge, r.cpuControl, mib(r.peakRSS), thousands(int(r.apiRequests)), r.loopsConv)
+	}
+	w("\nAll Ready: from the first UserSync create to every UserSync Ready with `status.observedGeneration == metadata.generation`, polled every %s; "+
+		"the UserSyncs are created by %d goroutines while the operator runs. Operator CPU (utime+stime), control-plane CPU (kube-apiserver and etcd, on the same cores) and K8s API requests "+
+		"(the operator's `rest_client_requests_total`) over the same span; peak RSS is the operator process's VmHWM over the whole point, steady state included. "+
+		"Sync loops: the provider's loops that ended in the span.\n\n", cfg.poll, cfg.createWorkers)
+
+	if hasSteady(sr) {
+		w("Steady state: the users unchanged, the operator resyncs every %s. Vendor calls and status writes are counted over every loop of the phase; CPU per loop is the operator's CPU over the last %d loops (loop end to loop end, idle time between loops included) divided by %d; "+
+			"control-plane CPU per loop likewise, for kube-apiserver and etcd. Loop duration: mean of `usersync_sync_loop_duration_seconds`.\n\n",
+			cfg.resync, cfg.steadyLoops, cfg.steadyLoops)
+		w("| UserSyncs × users | Loops | Vendor write calls | Vendor reads | CPU per loop | Control-plane CPU per loop | Loop duration | UserSync status writes | Provider status writes | K8s API requests (of which writes) |\n")
+		w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, r := range sr.results {
+			s := r.steady
+			if s == nil {
+				continue
+			}
+			w("| %s | %d | %d | %d | %.0f ms | %.0f ms | %.0f ms | %d | %d | %.0f (%.0f) |\n",
+				pointLabel(r.point), s.loops, s.calls.writes(), s.calls.reads, s.cpuPerLoop*1000, s.controlPerLoop*1000, s.loopSeconds*1000,
+				s.syncStatusWrites, s.providerStatusWrites, s.apiRequests, s.apiWrites)
+		}
+		w("\n")
+	}
+
+	if sr.name == scenarioRateLim {
+		w("| UserSyncs × users | N | Limit | Rate-limited calls | Bound: calls × window / limit | All Ready | Over the bound | First write call after | Write calls spanned | 429 answers | Most calls in one window |\n")
+		w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, r := range sr.results {
+			bound := rateBound(sr, r)
+			first := "–"
+			if !r.firstWrite.IsZero() {
+				first = secs(r.firstWrite.Sub(r.start))
+			}
+			w("| %s | %s | %d / %s | %d | %s | %s | %+.1f%% | %s | %s | %d | %d |\n",
+				pointLabel(r.point), thousands(r.point.total()), sr.rateLimit, sr.rateWindow, r.calls.rateLimited, secs(bound),
+				secs(r.convergeTime), 100*(r.convergeTime.Seconds()/bound.Seconds()-1), first, secs(r.writeSpan), r.calls.throttled, r.calls.maxInWindow)
+		}
+		w("\nRate-limited calls: every vendor call the emulator's limit counts (all but search) from the first create to all Ready. " +
+			"First write call after: from the first UserSync create; write calls spanned: from the first write call sent to the last one answered.\n\n")
+	}
+
+	w("Targets:\n\n| Target | UserSyncs × users | Figure | |\n|---|---|---|---|\n")
+	for _, t := range targets(sr) {
+		w("| %s | %s | %s | %s |\n", t.name, t.point, t.figure, verdict(t.ok))
+	}
+	return b.String()
+}
+
+func hasSteady(sr *scenarioRun) bool {
+	for _, r := range sr.results {
+		if r.steady != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func rateBound(sr *scenarioRun, r *result) time.Duration {
+	return time.Duration(float64(r.calls.rateLimited) / float64(sr.rateLimit) * float64(sr.rateWindow))
+}
+
+type target struct {
+	name, point, figure string
+	ok                  bool
+}
+
+func targets(sr *scenarioRun) []target {
+	var out []target
+	add := func(r *result, name, figure string, ok bool) {
+		out = append(out, target{name: name, point: pointLabel(r.point), figure: figure, ok: ok})
+	}
+	for _, r := range sr.results {
+		n := r.point.total()
+		bound := ceilDiv(n, 100)
+		add(r, "vendor write calls = ⌈N/100⌉ (all creates)", fmt.Sprintf("%s (%s, %s) for ⌈N/100⌉ = %s",
+			plural(r.calls.writes(), "call"), plural(r.calls.creates, "create"), plural(r.calls.updates+r.calls.upserts, "update"), thousands(bound)),
+			r.converged && r.calls.writes() <= bound && r.vendorUsers == n)
+		if sr.name == scenarioPoints && n >= targetScale {
+			fig := secs(r.convergeTime)
+			if !r.converged {
+				fig = "did not converge: " + r.failure
+			}
+			add(r, "all Ready ≤ 60 s", fig, r.converged && r.convergeTime <= targetReady)
+			add(r, "operator peak RSS ≤ 256 MiB", mib(r.peakRSS), r.peakRSS <= targetRSS)
+		}
+		if s := r.steady; s != nil {
+			add(r, "steady state: 0 vendor writes", fmt.Sprintf("%d over %d loops", s.calls.writes(), s.loops), s.calls.writes() == 0)
+			add(r, "steady state: no status write", fmt.Sprintf("%d UserSync, %d provider over %d loops", s.syncStatusWrites, s.providerStatusWrites, s.loops),
+				s.syncStatusWrites == 0 && s.providerStatusWrites == 0)
+			if sr.name == scenarioPoints && n >= targetScale {
+				add(r, "steady state: ≤ 200 ms CPU per resync loop", fmt.Sprintf("%.0f ms", s.cpuPerLoop*1000), s.cpuPerLoop <= targetCPUPerLoop)
+			}
+		} else if sr.name == scenarioPoints && n >= targetScale {
+			add(r, "steady state measured", "not measured", false)
+		}
+		if sr.name == scenarioRateLim {
+			bound := rateBound(sr, r)
+			add(r, "all Ready within 5% of the rate-limit bound", fmt.Sprintf("%s for a bound of %s", secs(r.convergeTime), secs(bound)),
+				r.converged && r.convergeTime.Seconds() <= bound.Seconds()*(1+targetRateSlack))
+			add(r, "no 429", fmt.Sprintf("%d", r.calls.throttled), r.calls.throttled == 0)
+		}
+	}
+	return out
+}
+
+func markers(name string) (string, string) {
+	return "<!-- bench:" + name + ":begin (generated by go run ./hack/bench -out; edits inside are overwritten) -->",
+		"<!-- bench:" + name + ":end -->"
+}
+
+// refreshDoc writes a scenario's block into a markdown file: it replaces the
+// block between the scenario's markers, appends it when the file has none,
+// and creates the file when it does not exist.
+func refreshDoc(path, name, md string) error {
+	begin, end := markers(name)
+	block := begin + "\n" + md + end + "\n"
+	old, err := os.ReadFile(path)
+	switch {
+	case os.IsNotExist(err):
+		return os.WriteFile(path, []byte("# Benchmarks\n\nScale figures of the operator, produced by `hack/bench`.\n\n"+block), 0o644)
+	case err != nil:
+		return err
+	}
+	s := string(old)
+	i := strings.Index(s, begin)
+	j := strings.Index(s, end)
+	if i < 0 || j < i {
+		if !strings.HasSuffix(s, "\n") {
+			s += "\n"
+		}
+		return os.WriteFile(path, []byte(s+"\n"+block), 0o644)
+	}
+	j += len(end)
+	if j < len(s) && s[j] == '\n' {
+		j++
+	}
+	return os.WriteFile(path, []byte(s[:i]+block+s[j:]), 0o644)
+}
