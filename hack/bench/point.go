@@ -378,6 +378,8 @@ func (b *bench) steadyState(ctx context.Context, op *operator, em *hubspot.Emula
 	// lands in the figure, so until notBefore it only sleeps, and then
 	// scrapes every 200 ms.
 	timeout := time.Now().Add(time.Duration(k+2)*b.cfg.resync + 2*time.Minute)
+	// controlA and controlB: control-plane CPU when the previous and the
+	// last awaited loop count was reached.
 	var controlA, controlB float64
 	waitLoops := func(n float64, notBefore time.Time) (float64, float64, error) {
 		last := time.Now()
