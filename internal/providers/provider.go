@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -272,4 +274,21 @@ func NameEndpoint(ctx context.Context, endpoint string) context.Context {
 func EndpointOf(ctx context.Context) string {
 	s, _ := ctx.Value(endpointKey{}).(string)
 	return s
+}
+
+// RetryAfter reads a Retry-After header: delay-seconds (fractions accepted)
+// or an HTTP date. ok is false when the header is absent or unreadable; a
+// date in the past gives 0.
+func RetryAfter(h http.Header) (d time.Duration, ok bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Duration(max(s, 0) * float64(time.Second)), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0), true
+	}
+	return 0, false
 }

@@ -229,7 +229,7 @@ func backoff(attempt int) time.Duration {
 // rateLimitDelay honours Retry-After when HubSpot sends it; otherwise, with
 // the window exhausted, it waits one interval (the documented advice).
 func rateLimitDelay(h http.Header) time.Duration {
-	if d, ok := parseRetryAfter(h); ok {
+	if d, ok := providers.RetryAfter(h); ok {
 		return d
 	}
 	if ms, err := strconv.Atoi(strings.TrimSpace(h.Get(hdrInterval))); err == nil && ms > 0 {
@@ -239,28 +239,10 @@ func rateLimitDelay(h http.Header) time.Duration {
 }
 
 func retryAfter(h http.Header, def time.Duration) time.Duration {
-	if d, ok := parseRetryAfter(h); ok {
+	if d, ok := providers.RetryAfter(h); ok {
 		return d
 	}
 	return def
-}
-
-func parseRetryAfter(h http.Header) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
-		return time.Duration(s * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := time.Until(t)
-		if d < 0 {
-			d = 0
-		}
-		return d, true
-	}
-	return 0, false
 }
 
 // transportMessage describes a transport error without repeating the URL's

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -424,23 +423,10 @@ func (c *Client) do(ctx context.Context, path, token string, body []byte) (int, 
 	return resp.StatusCode, resp.Header, b, nil
 }
 
-// retryAfter reads a Retry-After header in seconds or as an HTTP date; 0
-// when there is none.
+// retryAfter is the wait Retry-After asks for, 0 without one.
 func retryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		if s > 0 {
-			return time.Duration(s) * time.Second
-		}
-		return 0
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
+	d, _ := providers.RetryAfter(h)
+	return d
 }
 
 // cancelled is the failure of a record whose call ctx ended; uncertain when

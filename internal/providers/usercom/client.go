@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -186,23 +184,10 @@ func (c *Client) do(ctx context.Context, method, path string, payload []byte) (i
 	return resp.StatusCode, resp.Header, b, nil
 }
 
-// retryAfter reads a Retry-After header in seconds or as an HTTP date; 0
-// when there is none.
+// retryAfter is the wait Retry-After asks for, 0 without one.
 func retryAfter(h http.Header) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s > 0 {
-			return time.Duration(s * float64(time.Second))
-		}
-		return 0
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(time.Until(t), 0)
-	}
-	return 0
+	d, _ := providers.RetryAfter(h)
+	return d
 }
 
 // transportMessage describes a network error. The URL it may name never
