@@ -204,30 +204,36 @@ type Input struct {
 
 // Compute returns the plan for one provider.
 func Compute(in Input) Plan {
-	var p Plan
 	owners := claimIdentities(in.Syncs)
-	kept := keptExternalIDs(in.Syncs)
-	moved := movedUsers(in.Syncs, kept)
+	// The records whose user left each spec, found once. Only then are the
+	// hand-over indexes needed: a resync of unchanged UserSyncs skips them.
+	gone := make([][]string, len(in.Syncs))
+	size, anyGone := 0, false
+	for si := range in.Syncs {
+		gone[si] = goneKeys(&in.Syncs[si])
+		anyGone = anyGone || len(gone[si]) > 0
+		size += len(gone[si])
+		if !in.Syncs[si].Removed {
+			size += len(in.Syncs[si].Users)
+		}
+	}
+	var k kept
+	var moved map[string]string
+	if anyGone {
+		k = keptExternalIDs(in.Syncs)
+		moved = movedUsers(in.Syncs, gone, k)
+	}
+	p := Plan{Items: make([]Item, 0, size)}
 	for si := range in.Syncs {
 		s := &in.Syncs[si]
-		declared := make(map[string]struct{}, len(s.Users))
 		if !s.Removed {
 			for _, d := range s.Users {
-				declared[d.User.Key] = struct{}{}
 				p.add(planUser(in, si, d, owners, moved))
 			}
 		}
-		// Records whose user left the spec, in key order for a stable plan.
-		gone := make([]string, 0)
-		for key := range s.Records {
-			if _, ok := declared[key]; !ok {
-				gone = append(gone, key)
-			}
-		}
-		sort.Strings(gone)
 		first := len(p.Items)
-		for _, key := range gone {
-			p.add(planGone(in, si, s.Records[key], kept))
+		for _, key := range gone[si] {
+			p.add(planGone(in, si, s.Records[key], k))
 		}
 		guardDeletions(s, p.Items[first:])
 	}
@@ -239,6 +245,36 @@ func Compute(in Input) Plan {
 		}
 	}
 	return p
+}
+
+// goneKeys are the keys of a sync's records whose user left its spec (all
+// of them for a removed sync), in key order for a stable plan.
+func goneKeys(s *Sync) []string {
+	if !s.Removed {
+		held := 0
+		for _, d := range s.Users {
+			if _, ok := s.Records[d.User.Key]; ok {
+				held++
+			}
+		}
+		if held == len(s.Records) {
+			return nil // every record is a declared user's: nothing left
+		}
+	}
+	declared := make(map[string]struct{}, len(s.Users))
+	if !s.Removed {
+		for _, d := range s.Users {
+			declared[d.User.Key] = struct{}{}
+		}
+	}
+	var out []string
+	for key := range s.Records {
+		if _, ok := declared[key]; !ok {
+			out = append(out, key)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (p *Plan) add(it Item) { p.Items = append(p.Items, it) }
@@ -317,17 +353,12 @@ func claimIdentities(syncs []Sync) map[string]owner {
 
 // movedUsers maps the key of a user that left one UserSync for another to
 // its vendor id: the new record writes that user instead of creating one.
-func movedUsers(syncs []Sync, k kept) map[string]string {
+func movedUsers(syncs []Sync, gone [][]string, k kept) map[string]string {
 	moved := map[string]string{}
-	for si, s := range syncs {
-		declared := make(map[string]struct{}, len(s.Users))
-		if !s.Removed {
-			for _, d := range s.Users {
-				declared[d.User.Key] = struct{}{}
-			}
-		}
-		for key, rec := range s.Records {
-			if _, ok := declared[key]; ok || rec.ExternalID == "" {
+	for si, keys := range gone {
+		for _, key := range keys {
+			rec := syncs[si].Records[key]
+			if rec.ExternalID == "" {
 				continue
 			}
 			for _, other := range k.keys[key] {
