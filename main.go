@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -52,8 +53,8 @@ func main() {
 		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNS,
 		LeaseDuration:           &leaseDuration,
-		RenewDeadline:           ptr(leaseDuration * 2 / 3),
-		RetryPeriod:             ptr(leaseDuration / 7),
+		RenewDeadline:           ptr.To(leaseDuration * 2 / 3),
+		RetryPeriod:             ptr.To(leaseDuration / 7),
 		// Stop at once when leadership is lost: another replica takes over.
 		LeaderElectionReleaseOnCancel: true,
 	})
@@ -80,5 +81,3 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -73,7 +74,7 @@ func setup(em *hubspot.Emulator, syncs, perSync int) (string, map[string]usersv1
 		Data: map[string][]byte{"token": []byte(token)}})).To(Succeed())
 	Expect(k8s.Create(ctx, &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "hs"},
 		Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: em.URL(), AllowInsecureHTTP: true,
-			BatchSize:      ptr(int32(50)),
+			BatchSize:      ptr.To(int32(50)),
 			CredentialsRef: usersv1.SecretKeyReference{Name: "hs", Key: "token"},
 			RateLimit:      &usersv1.RateLimit{Requests: 1000, Period: metav1.Duration{Duration: time.Second}}}})).To(Succeed())
 	want := map[string]usersv1.User{}
@@ -198,8 +199,6 @@ var _ = Describe("The operator killed mid-sync", func() {
 		verifyExactlyOnce(em, ns, want)
 	})
 })
-
-func ptr[T any](v T) *T { return &v }
 
 var _ = Describe("Two replicas with leader election", func() {
 	It("has one leader write at a time, and the other takes over within the lease when the leader is killed", func() {
