@@ -44,8 +44,9 @@ const (
 	ReasonDeletionUnsupported = "DeletionUnsupported"
 )
 
-// Finalizer holds a UserSync until each provider has deleted (policy Delete)
-// or forgotten (policy Orphan) its users.
+// Finalizer holds a UserSync under deletionPolicy Delete until each provider
+// has deleted its users. Under Orphan nothing is sent when a UserSync goes, so
+// it carries no finalizer (one write less per UserSync at the API server).
 const Finalizer = "users.usersync.io/finalizer"
 
 // AnnotationApproveDeletions on a UserSync approves a held mass deletion:

@@ -189,6 +189,17 @@ type ProviderStatus struct {
 	// lastSyncTime is when the last sync loop of this provider ended.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+
+	// createsInFlight lists the UIDs of the UserSyncs whose creates a sync
+	// loop is sending: it is written before the vendor calls and cleared once
+	// their results are in the UserSyncs' status. After a crash or a lost
+	// answer, the users of these UserSyncs without an externalID are looked up
+	// at the vendor before they are created, so none is created twice.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=20000
+	// +kubebuilder:validation:items:MaxLength=64
+	CreatesInFlight []string `json:"createsInFlight,omitempty"`
 }
 
 // UserProvider is a vendor account that UserSyncs of its namespace write to.

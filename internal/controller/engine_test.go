@@ -71,7 +71,16 @@ var _ = Describe("Sync engine", func() {
 			Expect(r.ExternalID).NotTo(BeEmpty())
 			Expect(r.Hash).To(HaveLen(16))
 		}
-		Expect(us.Finalizers).To(ContainElement(usersv1.Finalizer))
+		// Under deletionPolicy Orphan (the default) nothing is to be done
+		// when it goes: no finalizer. Under Delete it gets one.
+		Expect(us.Finalizers).To(BeEmpty())
+		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
+		Eventually(func() []string { return getSync(ns, "team").Finalizers }, 10*time.Second).Should(ContainElement(usersv1.Finalizer))
+		Eventually(readyStatus(ns, "team"), 10*time.Second).Should(Equal("True/Synced"))
+		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyOrphan })
+		Eventually(func() []string { return getSync(ns, "team").Finalizers }, 10*time.Second).Should(BeEmpty())
+		Eventually(readyStatus(ns, "team"), 10*time.Second).Should(Equal("True/Synced"))
+		us = getSync(ns, "team")
 		calls, n := v.snapshot()
 		Expect(n).To(Equal(30))
 		rv := us.ResourceVersion

@@ -47,10 +47,15 @@ func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
 func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, outcomes []planner.Outcome, stats transportStats) error {
 	p := l.provider
 	if p == nil {
+		r.inFlight.set(l.key.index(), nil)
 		return nil
 	}
 	st := p.status.DeepCopy()
 	st.ObservedGeneration = p.obj.GetGeneration()
+	// Every UserSync's results are stored, with the uncertain creates carried
+	// into their records (markUncertain): the intents are done. p.status
+	// holds what recordCreates wrote, so the patch below removes them.
+	st.CreatesInFlight = nil
 	st.UserSyncs, st.Users, st.Synced, st.Pending, st.Failed = 0, 0, 0, 0, 0
 	deleting := 0
 	for si, v := range l.syncs {
@@ -99,6 +104,7 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	meta.SetStatusCondition(&st.Conditions, limited)
 
 	if equality.Semantic.DeepEqual(st, p.status) {
+		r.inFlight.set(l.key.index(), nil)
 		return nil
 	}
 	now := metav1.NewTime(r.Clock.Now())
@@ -108,5 +114,6 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	if err := r.Status().Patch(ctx, p.obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("patching status of %s: %w", l.key.index(), err)
 	}
+	r.inFlight.set(l.key.index(), nil)
 	return nil
 }

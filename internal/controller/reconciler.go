@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -65,9 +64,10 @@ type ProviderReconciler struct {
 	// only the matching providers.
 	ProviderSelector labels.Selector
 
-	clients clientCache
-	written writtenVersions
-	desired desiredCache
+	clients  clientCache
+	written  writtenVersions
+	desired  desiredCache
+	inFlight inFlight
 }
 
 // desiredCache keeps, per provider, each UserSync's users converted, hashed
@@ -128,6 +128,9 @@ type loop struct {
 	ready    *notReady // why the provider cannot be written to; nil if it can
 	syncs    []*syncView
 	now      time.Time
+	// inFlight: the UserSyncs whose creates may have been sent without their
+	// results stored (see inflight.go).
+	inFlight map[types.UID]bool
 }
 
 // syncView is one UserSync as this loop sees it.
@@ -170,19 +173,14 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 		}
 	}
 	r.verify(ctx, l)
-	if err := r.ensureFinalizers(ctx, l); err != nil {
+	if err := r.reconcileFinalizers(ctx, l); err != nil {
 		return result, err
 	}
+	r.loadInFlight(l)
 
 	in := r.plannerInput(l)
 	plan := planner.Compute(in)
-	if err := r.writeIntents(ctx, l, in, plan); err != nil {
-		if errors.Is(err, errStalePlan) {
-			// The plan came from a copy older than the API server's: plan
-			// again from fresh objects before anything is sent.
-			logf.FromContext(ctx).V(1).Info("a UserSync changed under the plan; planning again")
-			return reconcileResult{RequeueAfter: 100 * time.Millisecond}, nil
-		}
+	if err := r.recordCreates(ctx, l, plan); err != nil {
 		return result, err
 	}
 	results, err := r.send(ctx, l, plan)
@@ -199,6 +197,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 		results = nil
 	}
 	outcomes := planner.Apply(in, plan, results)
+	markUncertain(l, outcomes)
 	countWrites(l.key.index(), plan, outcomes)
 	var stats transportStats
 	if l.tr != nil {
@@ -219,7 +218,7 @@ func (r *ProviderReconciler) gather(ctx context.Context, l *loop) error {
 	var list usersv1.UserSyncList
 	// The informer's own objects, not copies: at 100,000 users a deep copy
 	// per loop costs more than the loop. The engine treats them as
-	// read-only and copies before any write (ensureFinalizers,
+	// read-only and copies before any write (reconcileFinalizers,
 	// patchSyncStatus, releaseFinalizer).
 	if err := r.List(ctx, &list, client.MatchingFields{indexSyncProvider: l.key.index()}, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing UserSyncs of %s: %w", l.key.index(), err)
@@ -275,6 +274,8 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			Records: recordsOf(us, l.key.ref()),
 			Delete:  us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete,
 			Removed: !v.listed || !us.DeletionTimestamp.IsZero(),
+
+			CreatesUncertain: l.inFlight[us.UID],
 		}
 		switch {
 		case v.refusedReason != "":

@@ -2,14 +2,16 @@ package controller
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -17,65 +19,47 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/planner"
-	"github.com/usersync/usersync-operator/internal/providers"
 )
 
-// ensureFinalizers adds the finalizer to the live UserSyncs this provider
-// serves, before anything is written for them at the vendor.
-func (r *ProviderReconciler) ensureFinalizers(ctx context.Context, l *loop) error {
+// syncMeta is a UserSync's metadata alone: the object the engine writes
+// through, so a finalizer or status write sends and receives the few bytes it
+// changes instead of a 500-user object.
+func syncMeta(us *usersv1.UserSync) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{ObjectMeta: *us.ObjectMeta.DeepCopy()}
+	m.SetGroupVersionKind(usersv1.GroupVersion.WithKind("UserSync"))
+	return m
+}
+
+// reconcileFinalizers keeps the finalizer on exactly the live UserSyncs whose
+// deletionPolicy is Delete, before anything is written for them at the
+// vendor. Under Orphan a deleted UserSync needs nothing from the operator, so
+// it carries none (and an older operator's is removed).
+func (r *ProviderReconciler) reconcileFinalizers(ctx context.Context, l *loop) error {
 	for _, v := range l.syncs {
-		if !v.obj.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(v.obj, usersv1.Finalizer) {
+		us := v.obj
+		want := us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete
+		if !us.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(us, usersv1.Finalizer) == want {
 			continue
 		}
-		// v.obj may be the informer's own copy: never write into it.
-		us := v.obj.DeepCopy()
-		patch := client.MergeFrom(v.obj)
-		controllerutil.AddFinalizer(us, usersv1.Finalizer)
-		if err := r.Patch(ctx, us, patch); err != nil {
+		m := syncMeta(us)
+		patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		if want {
+			controllerutil.AddFinalizer(m, usersv1.Finalizer)
+		} else {
+			controllerutil.RemoveFinalizer(m, usersv1.Finalizer)
+		}
+		if err := r.Patch(ctx, m, patch); err != nil {
 			if apierrors.IsNotFound(err) {
 				continue
 			}
-			return fmt.Errorf("adding finalizer to UserSync %s/%s: %w", us.Namespace, us.Name, err)
+			return fmt.Errorf("updating the finalizer of UserSync %s/%s: %w", us.Namespace, us.Name, err)
 		}
-		r.written.record(us)
-		v.obj = us
-	}
-	return nil
-}
-
-// writeIntents records, before a create is sent, that it is about to be: a
-// crash or a lost response after the vendor created the user then leaves a
-// record that makes the next attempt look the user up instead of creating
-// it twice. Only UserSyncs with creates not yet recorded are written.
-func (r *ProviderReconciler) writeIntents(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) error {
-	intents := make(map[int]map[string]planner.Record)
-	for _, it := range plan.Items {
-		if it.Kind != planner.Write || it.Change.Op != providers.OpCreate || it.Record.Action == string(providers.OpCreate) {
-			continue
-		}
-		if intents[it.Sync] == nil {
-			intents[it.Sync] = map[string]planner.Record{}
-		}
-		intents[it.Sync][it.Key] = planner.Record{Key: it.Key, State: planner.StatePending,
-			Action: string(providers.OpCreate), Reason: usersv1.ReasonPending, Message: "being created",
-			Attempts: it.Record.Attempts, LastAttempt: l.now, Hash: it.Record.Hash}
-	}
-	for si, recs := range intents {
-		merged := in.Syncs[si].Records
-		all := make(map[string]planner.Record, len(merged)+len(recs))
-		for k, v := range merged {
-			all[k] = v
-		}
-		for k, v := range recs {
-			all[k] = v
-		}
-		us := l.syncs[si].obj
-		entry := currentEntry(us, l.key.ref())
-		updated, err := r.patchSyncStatus(ctx, us, l.key.ref(), all, entry, true)
-		if err != nil {
-			return fmt.Errorf("recording create intents of UserSync %s/%s: %w", us.Namespace, us.Name, err)
-		}
-		l.syncs[si].obj = updated
+		// v.obj may be the informer's own copy: never write into it.
+		updated := *us
+		updated.ObjectMeta = m.ObjectMeta
+		updated.ManagedFields = nil
+		r.written.record(&updated)
+		v.obj = &updated
 	}
 	return nil
 }
@@ -94,30 +78,55 @@ func currentEntry(us *usersv1.UserSync, ref string) *usersv1.ProviderSyncStatus 
 // emits one aggregated event per UserSync, and releases the finalizer of a
 // deleted UserSync once no provider holds a record of it.
 func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, outcomes []planner.Outcome) error {
-	var errs []error
 	bySync := make([][]planner.Item, len(l.syncs))
 	for _, it := range plan.Items {
 		bySync[it.Sync] = append(bySync[it.Sync], it)
 	}
+	// Each write costs the API server far more than the operator (it
+	// validates and stores the whole object): keep a few in flight so that
+	// its cores are used, as the vendor calls are.
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, statusWriters)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, err)
+	}
 	for si, v := range l.syncs {
 		recs := outcomes[si].Records
 		entry := r.providerEntry(l, v, recs)
-		us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry, false)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
-			continue
+		if providerUnchanged(v.obj, l.key.ref(), recs, entry) && v.obj.DeletionTimestamp.IsZero() {
+			continue // the steady state: no goroutine, no write
 		}
-		v.obj = us
-		r.emitSyncEvents(l, us, bySync[si], in.Syncs[si].Records, recs)
-		if err := r.releaseFinalizer(ctx, us); err != nil {
-			errs = append(errs, err)
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry)
+			if err != nil {
+				fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
+				return
+			}
+			v.obj = us
+			r.emitSyncEvents(l, us, bySync[si], in.Syncs[si].Records, recs)
+			if err := r.releaseFinalizer(ctx, us); err != nil {
+				fail(err)
+			}
+		}()
 	}
+	wg.Wait()
 	if len(errs) > 0 {
 		return fmt.Errorf("writing UserSync statuses: %v", errs)
 	}
 	return nil
 }
+
+// statusWriters is how many UserSync status writes one loop keeps in flight.
+const statusWriters = 4
 
 // providerEntry is this provider's line in a UserSync's status.providers;
 // nil once the UserSync no longer names the provider and holds no record.
@@ -189,13 +198,8 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 // provider ever overwrites another's records. Nothing is written when the
 // status would not change. us is never modified (it may be the informer's
 // copy); the UserSync as written is returned.
-//
-// With strict, a conflict is not merged but returned as errStalePlan: the
-// create intents are written before the creates are sent, and a conflict
-// means the plan was made from an older UserSync (a lagging cache, a write
-// whose answer was lost), whose records may lack intents already stored.
 func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
-	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, strict bool) (*usersv1.UserSync, error) {
+	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) (*usersv1.UserSync, error) {
 	if providerUnchanged(us, ref, recs, entry) {
 		// The rest of the status derives from the providers' records and
 		// entries: it would not change either. No copy, no write.
@@ -211,9 +215,12 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 			cur = fresh
 		}
 		first = false
-		desired := cur.DeepCopy()
-		mergeProvider(desired, ref, toResults(desired, ref, recs), entry)
-		summarize(desired)
+		// A shallow copy with a status of its own: the spec and metadata
+		// are only read.
+		desired := *cur
+		desired.Status = *cur.Status.DeepCopy()
+		mergeProvider(&desired, ref, toResults(&desired, ref, recs), entry)
+		summarize(&desired)
 		if equality.Semantic.DeepEqual(cur.Status, desired.Status) {
 			return nil
 		}
@@ -225,25 +232,45 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 				}
 			}
 		}
-		patch := client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{})
-		if err := r.Status().Patch(ctx, desired, patch); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil
-			}
-			if strict && apierrors.IsConflict(err) {
-				return fmt.Errorf("%w: UserSync %s/%s", errStalePlan, cur.Namespace, cur.Name)
-			}
-			return err
+		rv, err := r.replaceStatus(ctx, cur, &desired.Status)
+		if err != nil {
+			return client.IgnoreNotFound(err)
 		}
-		r.written.record(desired)
-		cur = desired
+		desired.ResourceVersion = rv
+		r.written.record(&desired)
+		cur = &desired
 		return nil
 	})
 	return cur, err
 }
 
-// errStalePlan: a UserSync changed at the API server since it was read.
-var errStalePlan = errors.New("the UserSync changed since it was planned")
+// replaceStatus replaces the status of the UserSync as it was at cur's
+// resourceVersion (a Conflict if it changed since) and returns the new
+// resourceVersion. It sends a JSON patch of the whole status, marshalled
+// once (a merge patch would marshal the object twice to diff it, and a
+// status update would send the spec too), and reads back only the metadata.
+func (r *ProviderReconciler) replaceStatus(ctx context.Context, cur *usersv1.UserSync, st *usersv1.UserSyncStatus) (string, error) {
+	body, err := json.Marshal([]jsonPatchOp{
+		{Op: "add", Path: "/metadata/resourceVersion", Value: cur.ResourceVersion},
+		{Op: "add", Path: "/status", Value: st},
+	})
+	if err != nil {
+		return "", err
+	}
+	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: cur.Namespace, Name: cur.Name}}
+	m.SetGroupVersionKind(usersv1.GroupVersion.WithKind("UserSync"))
+	if err := r.Status().Patch(ctx, m, client.RawPatch(types.JSONPatchType, body)); err != nil {
+		return "", err
+	}
+	return m.ResourceVersion, nil
+}
+
+// jsonPatchOp is one RFC 6902 operation.
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
 
 // providerUnchanged reports whether the UserSync's status already holds
 // exactly these records and this entry for the provider. It runs for every
@@ -290,10 +317,10 @@ func (r *ProviderReconciler) releaseFinalizer(ctx context.Context, us *usersv1.U
 	if us.DeletionTimestamp.IsZero() || len(us.Status.Results) > 0 || !controllerutil.ContainsFinalizer(us, usersv1.Finalizer) {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(us, client.MergeFromWithOptimisticLock{})
-	us = us.DeepCopy()
-	controllerutil.RemoveFinalizer(us, usersv1.Finalizer)
-	if err := r.Patch(ctx, us, patch); err != nil && !apierrors.IsNotFound(err) {
+	m := syncMeta(us)
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(m, usersv1.Finalizer)
+	if err := r.Patch(ctx, m, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer of UserSync %s/%s: %w", us.Namespace, us.Name, err)
 	}
 	logf.FromContext(ctx).Info("released deleted UserSync", "usersync", client.ObjectKeyFromObject(us))

@@ -80,6 +80,11 @@ type Sync struct {
 	Removed bool
 	// Guard, when set, holds a mass deletion back until it is approved.
 	Guard *DeletionGuard
+	// CreatesUncertain is true when a loop may have sent creates for this
+	// UserSync whose results were never stored (a crash, a lost answer): every
+	// write of a user without an external id is then a Retry, so the client
+	// looks the user up before creating it.
+	CreatesUncertain bool
 }
 
 // DeletionGuard holds back a loop's deletions of one UserSync when they are
@@ -439,8 +444,8 @@ func planUser(in Input, si int, d Desired, owners map[string]owner, moved map[st
 		User:       d.User,
 		// Any earlier attempt that the vendor did not reject may have reached
 		// it: the client must not create blindly.
-		Retry: known && rec.ExternalID == "" && rec.State != StateFailed &&
-			(rec.Attempts > 0 || rec.Action == string(providers.OpCreate)),
+		Retry: rec.ExternalID == "" && (s.CreatesUncertain || known && rec.State != StateFailed &&
+			(rec.Attempts > 0 || rec.Action == string(providers.OpCreate))),
 	}
 	return it
 }

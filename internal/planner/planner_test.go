@@ -100,6 +100,17 @@ func TestCompute(t *testing.T) {
 			}}},
 			want: map[string]got{"0/a": {Kind: Wait}, "0/b": {Kind: Write, Op: providers.OpCreate, Retry: true}},
 		},
+		"after creates whose results were lost, users without an id are looked up, known ones updated": {
+			syncs: []Sync{{Name: "ns/s", CreatesUncertain: true, Users: []Desired{a, bChanged, desired("c", "c@x.io")}, Records: map[string]Record{
+				"a": {Key: "a", State: StateFailed, Hash: "old", Attempts: 1, Action: "Create"},
+				"b": synced(b, "2"),
+			}}},
+			want: map[string]got{
+				"0/a": {Kind: Write, Op: providers.OpCreate, Retry: true},
+				"0/b": {Kind: Write, Op: providers.OpUpdate},
+				"0/c": {Kind: Write, Op: providers.OpCreate, Retry: true},
+			},
+		},
 		"removed users are deleted under Delete and forgotten under Orphan": {
 			syncs: []Sync{
 				{Name: "ns/del", Delete: true, Records: map[string]Record{"a": synced(a, "1")}},

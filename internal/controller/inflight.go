@@ -1,0 +1,142 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// Create intents. A create that is not idempotent (HubSpot without an
+// idProperty) must never be sent twice blindly: if the operator crashes, or
+// the answer or the status write is lost, after the vendor created a user,
+// the next attempt must look the user up first. So before a loop sends
+// creates it records, in one small write to the provider's status
+// (status.createsInFlight), the UIDs of the UserSyncs they belong to; it
+// clears them after every result is stored in the UserSyncs' status. A loop
+// that finds a UserSync listed there plans every user of it that has no
+// external id as a Retry (planner.Sync.CreatesUncertain).
+//
+// One write of a small object per loop replaces one write per UserSync
+// before its first vendor call: at 200 UserSyncs of 500 users, 200 writes of
+// 250 kB objects that the API server validates and stores whole.
+
+// inFlight remembers, per provider, the create intents this process wrote
+// and has not cleared yet: the provider in the cache may lag behind that
+// write, and the intent must hold from the write on.
+type inFlight struct {
+	mu         sync.Mutex
+	byProvider map[string][]types.UID
+}
+
+func (f *inFlight) get(provider string) []types.UID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.byProvider[provider]
+}
+
+func (f *inFlight) set(provider string, uids []types.UID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byProvider == nil {
+		f.byProvider = map[string][]types.UID{}
+	}
+	if len(uids) == 0 {
+		delete(f.byProvider, provider)
+		return
+	}
+	f.byProvider[provider] = uids
+}
+
+// loadInFlight sets l.inFlight: what this process wrote, and what the
+// provider's status holds (written before a crash, or by the previous
+// leader).
+func (r *ProviderReconciler) loadInFlight(l *loop) {
+	l.inFlight = map[types.UID]bool{}
+	for _, uid := range r.inFlight.get(l.key.index()) {
+		l.inFlight[uid] = true
+	}
+	if l.provider != nil {
+		for _, uid := range l.provider.status.CreatesInFlight {
+			l.inFlight[types.UID(uid)] = true
+		}
+	}
+}
+
+// recordCreates writes the create intents of the plan to the provider's
+// status before anything is sent. Nothing is written when the status
+// already lists every UserSync with creates in the plan.
+func (r *ProviderReconciler) recordCreates(ctx context.Context, l *loop, plan planner.Plan) error {
+	for _, it := range plan.Items {
+		if it.Kind == planner.Write && it.Change.Op == providers.OpCreate {
+			l.inFlight[l.syncs[it.Sync].obj.UID] = true
+		}
+	}
+	want := l.inFlightList()
+	if l.provider == nil || slices.Equal(want, l.provider.status.CreatesInFlight) {
+		return nil
+	}
+	if err := r.patchInFlight(ctx, l, want); err != nil {
+		return fmt.Errorf("recording create intents on %s: %w", l.key.index(), err)
+	}
+	uids := make([]types.UID, len(want))
+	for i, u := range want {
+		uids[i] = types.UID(u)
+	}
+	r.inFlight.set(l.key.index(), uids)
+	return nil
+}
+
+// inFlightList is l.inFlight restricted to the UserSyncs the provider still
+// serves, sorted: UserSyncs that are gone have nothing left to look up.
+func (l *loop) inFlightList() []string {
+	var out []string
+	for _, v := range l.syncs {
+		if l.inFlight[v.obj.UID] {
+			out = append(out, string(v.obj.UID))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// patchInFlight sets status.createsInFlight of the provider to uids (none:
+// removes it). The list is written explicitly (a merge patch computed from a
+// cached copy that lags would leave it out) and the answer updates l.provider.
+func (r *ProviderReconciler) patchInFlight(ctx context.Context, l *loop, uids []string) error {
+	var value any // JSON null removes the field
+	if len(uids) > 0 {
+		value = uids
+	}
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"createsInFlight": value}})
+	if err != nil {
+		return err
+	}
+	return r.Status().Patch(ctx, l.provider.obj, client.RawPatch(types.MergePatchType, body))
+}
+
+// markUncertain carries the intent of a UserSync listed in flight into the
+// records that will be stored, for the users whose create may have reached
+// the vendor without its answer being known: such a record is stored with
+// action Create, which alone makes the planner look the user up before a
+// create. The provider's list can then be cleared with the results.
+func markUncertain(l *loop, outcomes []planner.Outcome) {
+	for si, v := range l.syncs {
+		if !l.inFlight[v.obj.UID] {
+			continue
+		}
+		for key, rec := range outcomes[si].Records {
+			if rec.ExternalID == "" && rec.State == planner.StatePending && rec.Action != string(providers.OpCreate) {
+				rec.Action = string(providers.OpCreate)
+				outcomes[si].Records[key] = rec
+			}
+		}
+	}
+}
