@@ -86,6 +86,7 @@ func (r *ProviderReconciler) recordCreates(ctx context.Context, l *loop, plan pl
 	if err := r.patchInFlight(ctx, l, want); err != nil {
 		return fmt.Errorf("recording create intents on %s: %w", l.key.index(), err)
 	}
+	l.wrote.Add(1)
 	uids := make([]types.UID, len(want))
 	for i, u := range want {
 		uids[i] = types.UID(u)

@@ -115,5 +115,6 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 		return fmt.Errorf("patching status of %s: %w", l.key.index(), err)
 	}
 	r.inFlight.set(l.key.index(), nil)
+	l.wrote.Add(1)
 	return nil
 }

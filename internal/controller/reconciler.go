@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -68,6 +69,7 @@ type ProviderReconciler struct {
 	written  writtenVersions
 	desired  desiredCache
 	inFlight inFlight
+	idle     idleLoops
 }
 
 // desiredCache keeps, per provider, each UserSync's users converted, hashed
@@ -131,6 +133,8 @@ type loop struct {
 	// inFlight: the UserSyncs whose creates may have been sent without their
 	// results stored (see inflight.go).
 	inFlight map[types.UID]bool
+	// wrote counts the API writes the loop made.
+	wrote atomic.Int32
 }
 
 // syncView is one UserSync as this loop sees it.
@@ -173,10 +177,14 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 		}
 	}
 	r.verify(ctx, l)
+	r.loadInFlight(l)
+	inputs := l.inputs()
+	if skip, nextRetry := r.idle.skip(l, inputs); skip {
+		return r.requeue(l, nextRetry), nil
+	}
 	if err := r.reconcileFinalizers(ctx, l); err != nil {
 		return result, err
 	}
-	r.loadInFlight(l)
 
 	in := r.plannerInput(l)
 	plan := planner.Compute(in)
@@ -209,7 +217,9 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 	if err := r.writeProviderStatus(ctx, l, outcomes, stats); err != nil {
 		return result, err
 	}
-	return r.requeue(l, planner.NextRetry(outcomes, r.Backoff)), nil
+	nextRetry := planner.NextRetry(outcomes, r.Backoff)
+	r.idle.done(l, inputs, l.settled(len(plan.Changes)), nextRetry)
+	return r.requeue(l, nextRetry), nil
 }
 
 // gather lists the UserSyncs this provider serves and decides, for each,

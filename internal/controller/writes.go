@@ -54,6 +54,7 @@ func (r *ProviderReconciler) reconcileFinalizers(ctx context.Context, l *loop) e
 			}
 			return fmt.Errorf("updating the finalizer of UserSync %s/%s: %w", us.Namespace, us.Name, err)
 		}
+		l.wrote.Add(1)
 		// v.obj may be the informer's own copy: never write into it.
 		updated := *us
 		updated.ObjectMeta = m.ObjectMeta
@@ -110,6 +111,9 @@ func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in 
 			if err != nil {
 				fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
 				return
+			}
+			if us != v.obj {
+				l.wrote.Add(1)
 			}
 			v.obj = us
 			r.emitSyncEvents(l, us, bySync[si], in.Syncs[si].Records, recs)
