@@ -50,6 +50,10 @@ type Record struct {
 // Desired is one user of a UserSync's spec, with its content hash and its
 // vendor identity (providers.Client.Identity).
 type Desired struct {
+	// User is copied into the Change of a Write. The planner itself reads
+	// only its Key: it compares content by Hash. The engine may leave out
+	// what is costly to keep for every user (attributes) and complete the
+	// Changes it sends (Item.Index names the user).
 	User     providers.User
 	Hash     string
 	Identity string
@@ -181,7 +185,10 @@ const (
 // Item is the plan for one record.
 type Item struct {
 	Sync int // index in Input.Syncs
-	Key  string
+	// Index is the user's index in Input.Syncs[Sync].Users; -1 for a record
+	// whose user left the spec.
+	Index int
+	Key   string
 	Kind Kind
 	// Change is set for Write and Remove.
 	Change providers.Change
@@ -232,8 +239,10 @@ func Compute(in Input) Plan {
 	for si := range in.Syncs {
 		s := &in.Syncs[si]
 		if !s.Removed {
-			for _, d := range s.Users {
-				p.add(planUser(in, si, d, owners, moved))
+			for i, d := range s.Users {
+				it := planUser(in, si, d, owners, moved)
+				it.Index = i
+				p.add(it)
 			}
 		}
 		first := len(p.Items)
@@ -492,7 +501,7 @@ func (k kept) handedOver(si int, rec Record) bool {
 
 func planGone(in Input, si int, rec Record, kept kept) Item {
 	s := &in.Syncs[si]
-	it := Item{Sync: si, Key: rec.Key, Record: rec}
+	it := Item{Sync: si, Index: -1, Key: rec.Key, Record: rec}
 	mayExist := rec.ExternalID != "" || (rec.State != StateFailed && rec.Action != "")
 	if !s.Delete || !mayExist || kept.handedOver(si, rec) {
 		it.Kind = Forget
