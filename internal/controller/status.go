@@ -12,12 +12,20 @@ import (
 
 // summarize recomputes a UserSync's summary, observedGeneration and
 // conditions from its spec and the records of every provider. Any provider's
-// loop can call it: the result depends only on the object.
-func summarize(us *usersv1.UserSync) {
+// loop can call it: the result depends only on the object. users, when not
+// nil, are the spec's users already hashed (for us.Generation): hashing
+// 500 users again for every status write was most of a write's cost.
+func summarize(us *usersv1.UserSync, users []planner.Desired) {
 	gen := us.Generation
 	hashes := make(map[string]string, len(us.Spec.Users))
-	for i := range us.Spec.Users {
-		hashes[us.Spec.Users[i].Key] = planner.Hash(toProviderUser(&us.Spec.Users[i]))
+	if len(users) == len(us.Spec.Users) {
+		for i := range users {
+			hashes[users[i].User.Key] = users[i].Hash
+		}
+	} else {
+		for i := range us.Spec.Users {
+			hashes[us.Spec.Users[i].Key] = planner.Hash(toProviderUser(&us.Spec.Users[i]))
+		}
 	}
 	listed := map[string]bool{}
 	for _, ref := range us.Spec.ProviderRefs {

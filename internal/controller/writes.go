@@ -79,10 +79,6 @@ func currentEntry(us *usersv1.UserSync, ref string) *usersv1.ProviderSyncStatus 
 // emits one aggregated event per UserSync, and releases the finalizer of a
 // deleted UserSync once no provider holds a record of it.
 func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, outcomes []planner.Outcome) error {
-	bySync := make([][]planner.Item, len(l.syncs))
-	for _, it := range plan.Items {
-		bySync[it.Sync] = append(bySync[it.Sync], it)
-	}
 	// Each write costs the API server far more than the operator (it
 	// validates and stores the whole object): keep a few in flight so that
 	// its cores are used, as the vendor calls are.
@@ -107,7 +103,7 @@ func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in 
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry)
+			us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry, in.Syncs[si].Users)
 			if err != nil {
 				fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
 				return
@@ -116,7 +112,7 @@ func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in 
 				l.wrote.Add(1)
 			}
 			v.obj = us
-			r.emitSyncEvents(l, us, bySync[si], in.Syncs[si].Records, recs)
+			r.emitSyncEvents(l, us, plan.Of(si), in.Syncs[si].Records, recs)
 			if err := r.releaseFinalizer(ctx, us); err != nil {
 				fail(err)
 			}
@@ -202,8 +198,10 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 // provider ever overwrites another's records. Nothing is written when the
 // status would not change. us is never modified (it may be the informer's
 // copy); the UserSync as written is returned.
+//
+// users are the spec's users of us, hashed (nil: hash them again).
 func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
-	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus) (*usersv1.UserSync, error) {
+	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, users []planner.Desired) (*usersv1.UserSync, error) {
 	if providerUnchanged(us, ref, recs, entry) {
 		// The rest of the status derives from the providers' records and
 		// entries: it would not change either. No copy, no write.
@@ -224,7 +222,10 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 		desired := *cur
 		desired.Status = *cur.Status.DeepCopy()
 		mergeProvider(&desired, ref, toResults(&desired, ref, recs), entry)
-		summarize(&desired)
+		if cur.Generation != us.Generation {
+			users = nil // re-read after a conflict: another spec
+		}
+		summarize(&desired, users)
 		if equality.Semantic.DeepEqual(cur.Status, desired.Status) {
 			return nil
 		}

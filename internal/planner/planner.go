@@ -201,10 +201,25 @@ type Item struct {
 
 // Plan is the outcome of Compute.
 type Plan struct {
+	// Items are grouped by sync, in the order of Input.Syncs (see Of).
 	Items []Item
 	// Changes are the writes to send, in a stable order; Change.ID indexes
 	// Items.
 	Changes []providers.Change
+	// ends[si] is the end of the items of sync si in Items.
+	ends []int
+}
+
+// Of returns the items of sync si, a sub-slice of Items (not a copy).
+func (p Plan) Of(si int) []Item {
+	if si < 0 || si >= len(p.ends) {
+		return nil
+	}
+	start := 0
+	if si > 0 {
+		start = p.ends[si-1]
+	}
+	return p.Items[start:p.ends[si]]
 }
 
 // Input is everything Compute needs.
@@ -235,7 +250,7 @@ func Compute(in Input) Plan {
 		k = keptExternalIDs(in.Syncs)
 		moved = movedUsers(in.Syncs, gone, k)
 	}
-	p := Plan{Items: make([]Item, 0, size)}
+	p := Plan{Items: make([]Item, 0, size), ends: make([]int, len(in.Syncs))}
 	for si := range in.Syncs {
 		s := &in.Syncs[si]
 		if !s.Removed {
@@ -250,6 +265,7 @@ func Compute(in Input) Plan {
 			p.add(planGone(in, si, s.Records[key], k))
 		}
 		guardDeletions(s, p.Items[first:])
+		p.ends[si] = len(p.Items)
 	}
 	for i := range p.Items {
 		it := &p.Items[i]

@@ -374,3 +374,36 @@ func TestDeletionTokenIgnoresOrder(t *testing.T) {
 		t.Fatal("different sets share a token")
 	}
 }
+
+// TestPlanOf: the items of each sync, in order, whatever each sync holds.
+func TestPlanOf(t *testing.T) {
+	a, b, c := desired("a", "a@x.io"), desired("b", "b@x.io"), desired("c", "c@x.io")
+	in := Input{Now: t0, Syncs: []Sync{
+		{Name: "ns/one", Users: []Desired{a, b}},
+		{Name: "ns/empty"},
+		{Name: "ns/gone", Delete: true, Removed: true, Records: map[string]Record{"c": synced(c, "3")}},
+		{Name: "ns/last", Users: []Desired{c}, Records: map[string]Record{"z": synced(desired("z", "z@x.io"), "9")}},
+	}}
+	p := Compute(in)
+	want := [][]string{{"a", "b"}, nil, {"c"}, {"c", "z"}}
+	total := 0
+	for si, keys := range want {
+		var got []string
+		for _, it := range p.Of(si) {
+			if it.Sync != si {
+				t.Errorf("Of(%d) holds an item of sync %d", si, it.Sync)
+			}
+			got = append(got, it.Key)
+		}
+		if diff := cmp.Diff(keys, got); diff != "" {
+			t.Errorf("Of(%d) (-want +got):\n%s", si, diff)
+		}
+		total += len(got)
+	}
+	if total != len(p.Items) {
+		t.Errorf("Of covers %d of %d items", total, len(p.Items))
+	}
+	if p.Of(len(in.Syncs)) != nil || p.Of(-1) != nil {
+		t.Error("Of out of range is not empty")
+	}
+}
