@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 )
 
 // limitedTransport sends a provider's vendor requests under its rate limit
@@ -14,7 +13,7 @@ import (
 // spec keeps the same request budget.
 type limitedTransport struct {
 	base    http.RoundTripper
-	limiter *rate.Limiter
+	limiter *windowLimiter
 	labels  metricLabels
 
 	mu    sync.Mutex
@@ -29,27 +28,25 @@ type transportStats struct {
 }
 
 func newLimitedTransport(base http.RoundTripper, requests int, period time.Duration, labels metricLabels) *limitedTransport {
-	t := &limitedTransport{base: base, limiter: rate.NewLimiter(rate.Inf, 1), labels: labels}
-	t.setLimit(requests, period)
-	return t
+	return &limitedTransport{base: base, limiter: newWindowLimiter(requests, period), labels: labels}
 }
 
-// setLimit spreads requests evenly over period (burst 1), so no rolling
-// window of length period ever holds more than requests calls.
+// setLimit lets at most requests calls into any rolling window of length
+// period.
 func (t *limitedTransport) setLimit(requests int, period time.Duration) {
-	t.limiter.SetLimit(rate.Limit(float64(requests) / period.Seconds()))
-	t.limiter.SetBurst(1)
+	t.limiter.setLimit(requests, period)
 }
 
 // RoundTrip waits for the rate limiter, then sends the request.
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
-	if err := t.limiter.Wait(req.Context()); err != nil {
+	if err := t.limiter.acquire(req.Context()); err != nil {
 		return nil, err
 	}
 	waited := time.Since(start)
 	sent := time.Now()
 	resp, err := t.base.RoundTrip(req)
+	t.limiter.release()
 	t.labels.observe(req, resp, err, time.Since(sent), waited)
 	t.mu.Lock()
 	t.stats.Requests++
