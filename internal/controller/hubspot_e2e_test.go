@@ -237,6 +237,40 @@ var _ = Describe("HubSpot end to end", func() {
 	})
 })
 
+var _ = Describe("A long HubSpot sync under a rate limit", func() {
+	It("uses each rolling window whole without a 429, and stores every UserSync as soon as its calls are answered", func() {
+		ns := newNamespace(nil)
+		// The UserSyncs exist before the provider: one loop carries them all.
+		for _, n := range []string{"a", "b", "c"} {
+			newSync(ns, n, users(40, n), ref("hs"))
+		}
+		// HubSpot allows 4 calls in any second, and the provider says so:
+		// 12 calls of 10 need 3 windows.
+		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{RateLimit: 4, RateWindow: time.Second},
+			func(s *usersv1.ProviderSpec) {
+				s.BatchSize = ptr(int32(10))
+				s.RateLimit = &usersv1.RateLimit{Requests: 4, Period: metav1.Duration{Duration: time.Second}}
+			})
+		// A UserSync is Ready while the vendor still works on the others.
+		Eventually(func() bool {
+			ready := 0
+			for _, n := range []string{"a", "b", "c"} {
+				if readyStatus(ns, n)() == "True/Synced" {
+					ready++
+				}
+			}
+			return ready > 0 && len(em.Users()) < 120
+		}, 20*time.Second, 50*time.Millisecond).Should(BeTrue(), "no UserSync was stored before the last call")
+		for _, n := range []string{"a", "b", "c"} {
+			Eventually(readyStatus(ns, n), 20*time.Second).Should(Equal("True/Synced"))
+		}
+		Expect(em.Users()).To(HaveLen(120))
+		Expect(em.Calls(hubspot.EndpointCreate)).To(Equal(12))
+		Expect(em.Throttled()).To(BeZero(), "the provider's own limit kept within HubSpot's")
+		Expect(em.MaxInWindow()).To(Equal(4), "every window used whole")
+	})
+})
+
 var _ = Describe("A user moved between UserSyncs", func() {
 	It("is handed over to the UserSync it moved to, not archived, when it is added there before it leaves", func() {
 		ns := newNamespace(nil)

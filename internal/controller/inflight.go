@@ -124,20 +124,19 @@ func (r *ProviderReconciler) patchInFlight(ctx context.Context, l *loop, uids []
 }
 
 // markUncertain carries the intent of a UserSync listed in flight into the
-// records that will be stored, for the users whose create may have reached
-// the vendor without its answer being known: such a record is stored with
-// action Create, which alone makes the planner look the user up before a
-// create. The provider's list can then be cleared with the results.
-func markUncertain(l *loop, outcomes []planner.Outcome) {
-	for si, v := range l.syncs {
-		if !l.inFlight[v.obj.UID] {
-			continue
-		}
-		for key, rec := range outcomes[si].Records {
-			if rec.ExternalID == "" && rec.State == planner.StatePending && rec.Action != string(providers.OpCreate) {
-				rec.Action = string(providers.OpCreate)
-				outcomes[si].Records[key] = rec
-			}
+// records of its sync si that will be stored, for the users whose create
+// may have reached the vendor without its answer being known: such a record
+// is stored with action Create, which alone makes the planner look the user
+// up before a create. The provider's list can then be cleared with the
+// results.
+func markUncertain(l *loop, si int, recs map[string]planner.Record) {
+	if !l.inFlight[l.syncs[si].obj.UID] {
+		return
+	}
+	for key, rec := range recs {
+		if rec.ExternalID == "" && rec.State == planner.StatePending && rec.Action != string(providers.OpCreate) {
+			rec.Action = string(providers.OpCreate)
+			recs[key] = rec
 		}
 	}
 }

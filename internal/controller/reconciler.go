@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -194,7 +195,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 	if err := r.recordCreates(ctx, l, plan); err != nil {
 		return result, err
 	}
-	results, err := r.send(ctx, l, plan)
+	results, err := r.send(ctx, l, in, plan)
 	if err != nil {
 		// The vendor refused the credentials: nothing was learned, hold
 		// everything with the reason.
@@ -207,7 +208,9 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 		results = nil
 	}
 	outcomes := planner.Apply(in, plan, results)
-	markUncertain(l, outcomes)
+	for si := range outcomes {
+		markUncertain(l, si, outcomes[si].Records)
+	}
 	countWrites(l.key.index(), plan, outcomes)
 	var stats transportStats
 	if l.tr != nil {
@@ -402,18 +405,72 @@ func toProviderUser(u *usersv1.User) providers.User {
 	return pu
 }
 
-// send applies the plan's changes under the loop timeout.
-func (r *ProviderReconciler) send(ctx context.Context, l *loop, plan planner.Plan) ([]providers.Result, error) {
+// send applies the plan's changes under the loop timeout. A client that
+// takes its changes in chunks (providers.Chunked) gets them chunk by chunk,
+// and the UserSyncs whose changes are all answered are stored while the
+// next chunk is sent: a long sync shows its progress, and the status writes
+// overlap the vendor calls instead of following them. Whatever fails there
+// is written again after send, with the rest.
+func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) ([]providers.Result, error) {
 	if len(plan.Changes) == 0 || l.vendor == nil {
 		return nil, nil
 	}
+	vctx := ctx
 	if r.LoopTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.LoopTimeout)
+		vctx, cancel = context.WithTimeout(ctx, r.LoopTimeout)
 		defer cancel()
 	}
-	ctx = providers.WithObserver(ctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
-	return l.vendor.Apply(ctx, plan.Changes)
+	vctx = providers.WithObserver(vctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
+	size := len(plan.Changes)
+	if c, ok := l.vendor.(providers.Chunked); ok && c.ChunkSize() > 0 {
+		size = c.ChunkSize()
+	}
+	if size >= len(plan.Changes) {
+		return l.vendor.Apply(vctx, plan.Changes)
+	}
+
+	// last[si] is the position in plan.Changes of sync si's last change.
+	last := make([]int, len(l.syncs))
+	for i := range last {
+		last[i] = -1
+	}
+	item := func(ch providers.Change) *planner.Item {
+		n, _ := strconv.Atoi(ch.ID) // Change.ID indexes Items
+		return &plan.Items[n]
+	}
+	for pos, ch := range plan.Changes {
+		last[item(ch).Sync] = pos
+	}
+	early := r.newStatusWriter(ctx, l, in, plan)
+	defer func() {
+		if err := early.wait(); err != nil {
+			logf.FromContext(ctx).V(1).Info("storing results early failed; they are stored with the rest", "error", err.Error())
+		}
+	}()
+	var results []providers.Result
+	byID := make(map[string]providers.Result, len(plan.Changes))
+	for start := 0; start < len(plan.Changes); start += size {
+		end := min(start+size, len(plan.Changes))
+		res, err := l.vendor.Apply(vctx, plan.Changes[start:end])
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, res...)
+		for _, r := range res {
+			byID[r.ID] = r
+		}
+		for pos := start; pos < end; pos++ {
+			si := item(plan.Changes[pos]).Sync
+			if last[si] != pos {
+				continue
+			}
+			recs := planner.ApplyOne(in, plan, si, byID).Records
+			markUncertain(l, si, recs)
+			early.write(si, recs)
+		}
+	}
+	return results, nil
 }
 
 // requeue schedules the next loop: the earliest record retry, a quick retry

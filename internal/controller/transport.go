@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
 )
 
 // limitedTransport sends a provider's vendor requests under its rate limit

@@ -77,56 +77,81 @@ func currentEntry(us *usersv1.UserSync, ref string) *usersv1.ProviderSyncStatus 
 
 // writeSyncStatuses stores each UserSync's new records of this provider,
 // emits one aggregated event per UserSync, and releases the finalizer of a
-// deleted UserSync once no provider holds a record of it.
+// deleted UserSync once no provider holds a record of it. UserSyncs already
+// stored while the vendor calls ran (send) are unchanged and skipped.
 func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, outcomes []planner.Outcome) error {
-	// Each write costs the API server far more than the operator (it
-	// validates and stores the whole object): keep a few in flight so that
-	// its cores are used, as the vendor calls are.
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, statusWriters)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		errs = append(errs, err)
+	w := r.newStatusWriter(ctx, l, in, plan)
+	for si := range l.syncs {
+		w.write(si, outcomes[si].Records)
 	}
-	for si, v := range l.syncs {
-		recs := outcomes[si].Records
-		entry := r.providerEntry(l, v, recs)
-		if providerUnchanged(v.obj, l.key.ref(), recs, entry) && v.obj.DeletionTimestamp.IsZero() {
-			continue // the steady state: no goroutine, no write
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			us, err := r.patchSyncStatus(ctx, v.obj, l.key.ref(), recs, entry, in.Syncs[si].Users)
-			if err != nil {
-				fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
-				return
-			}
-			if us != v.obj {
-				l.wrote.Add(1)
-			}
-			v.obj = us
-			r.emitSyncEvents(l, us, plan.Of(si), in.Syncs[si].Records, recs)
-			if err := r.releaseFinalizer(ctx, us); err != nil {
-				fail(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return fmt.Errorf("writing UserSync statuses: %v", errs)
-	}
-	return nil
+	return w.wait()
+}
+
+// statusWriter writes UserSync statuses of one loop, a few at a time: each
+// write costs the API server far more than the operator (it validates and
+// stores the whole object), so several in flight use its cores, as the
+// vendor calls do.
+type statusWriter struct {
+	r    *ProviderReconciler
+	ctx  context.Context
+	l    *loop
+	in   planner.Input
+	plan planner.Plan
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
 }
 
 // statusWriters is how many UserSync status writes one loop keeps in flight.
 const statusWriters = 4
+
+func (r *ProviderReconciler) newStatusWriter(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) *statusWriter {
+	return &statusWriter{r: r, ctx: ctx, l: l, in: in, plan: plan, sem: make(chan struct{}, statusWriters)}
+}
+
+// write stores the records of UserSync si, in the background unless they
+// are what its status already holds.
+func (w *statusWriter) write(si int, recs map[string]planner.Record) {
+	l, v := w.l, w.l.syncs[si]
+	entry := w.r.providerEntry(l, v, recs)
+	if providerUnchanged(v.obj, l.key.ref(), recs, entry) && v.obj.DeletionTimestamp.IsZero() {
+		return // the steady state: no goroutine, no write
+	}
+	w.sem <- struct{}{}
+	w.wg.Add(1)
+	go func() {
+		defer func() { <-w.sem; w.wg.Done() }()
+		us, err := w.r.patchSyncStatus(w.ctx, v.obj, l.key.ref(), recs, entry, w.in.Syncs[si].Users)
+		if err != nil {
+			w.fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
+			return
+		}
+		if us != v.obj {
+			l.wrote.Add(1)
+		}
+		v.obj = us
+		w.r.emitSyncEvents(l, us, w.plan.Of(si), w.in.Syncs[si].Records, recs)
+		if err := w.r.releaseFinalizer(w.ctx, us); err != nil {
+			w.fail(err)
+		}
+	}()
+}
+
+func (w *statusWriter) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.errs = append(w.errs, err)
+}
+
+// wait waits for every write and returns what failed.
+func (w *statusWriter) wait() error {
+	w.wg.Wait()
+	if len(w.errs) > 0 {
+		return fmt.Errorf("writing UserSync statuses: %v", w.errs)
+	}
+	return nil
+}
 
 // providerEntry is this provider's line in a UserSync's status.providers;
 // nil once the UserSync no longer names the provider and holds no record.

@@ -27,17 +27,31 @@ type Outcome struct {
 // as a transient failure whose outcome is unknown. The returned slice is
 // indexed like Input.Syncs.
 func Apply(in Input, plan Plan, results []providers.Result) []Outcome {
+	byID := IndexResults(results)
+	out := make([]Outcome, len(in.Syncs))
+	for si := range out {
+		out[si] = ApplyOne(in, plan, si, byID)
+	}
+	return out
+}
+
+// IndexResults indexes results by Change.ID for ApplyOne.
+func IndexResults(results []providers.Result) map[string]providers.Result {
 	byID := make(map[string]providers.Result, len(results))
 	for _, r := range results {
 		byID[r.ID] = r
 	}
-	out := make([]Outcome, len(in.Syncs))
-	for i := range out {
-		out[i].Records = make(map[string]Record, len(in.Syncs[i].Users))
-	}
-	for i := range plan.Items {
-		it := &plan.Items[i]
-		recs := out[it.Sync].Records
+	return byID
+}
+
+// ApplyOne is Apply for the sync si alone, with the results by Change.ID:
+// the engine stores a UserSync's records as soon as all of its changes are
+// answered, while the vendor still works on others.
+func ApplyOne(in Input, plan Plan, si int, byID map[string]providers.Result) Outcome {
+	items := plan.Of(si)
+	recs := make(map[string]Record, len(items))
+	for i := range items {
+		it := &items[i]
 		switch it.Kind {
 		case Noop, Wait, Held:
 			recs[it.Key] = it.Record
@@ -53,7 +67,7 @@ func Apply(in Input, plan Plan, results []providers.Result) []Outcome {
 			}
 		}
 	}
-	return out
+	return Outcome{Records: recs}
 }
 
 // fold returns the record after a write, and false when it is to be forgotten.

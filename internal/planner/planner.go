@@ -189,7 +189,7 @@ type Item struct {
 	// whose user left the spec.
 	Index int
 	Key   string
-	Kind Kind
+	Kind  Kind
 	// Change is set for Write and Remove.
 	Change providers.Change
 	// Record is the record to store for Noop, Wait and Held, and the record

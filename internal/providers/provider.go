@@ -176,6 +176,18 @@ type Client interface {
 	Identity(u User) string
 }
 
+// Chunked is implemented by a Client whose Apply can take a long list of
+// changes as consecutive chunks of ChunkSize changes, one Apply each, at no
+// more calls than one Apply of the whole list when the chunks hold one kind
+// of change (a multiple of its batch size). The engine then stores the
+// results of the UserSyncs a chunk completes while the next chunk is sent: a
+// long sync shows its progress, and its status writes overlap the vendor's
+// calls instead of following them. A Client that packs changes across the
+// whole list (user.com's mass updates) does not implement it.
+type Chunked interface {
+	ChunkSize() int
+}
+
 // DeleteSupport is implemented by a Client whose vendor may offer no way to
 // delete users. When CanDelete is false the engine never asks it to delete:
 // under deletionPolicy Delete the users that leave a UserSync are forgotten

@@ -386,6 +386,10 @@ func (a *applier) write(ctx context.Context, path string, chs []providers.Change
 // maxInFlight bounds the concurrent calls of one write.
 const maxInFlight = 4
 
+// ChunkSize implements providers.Chunked: as many changes as one round of
+// calls in flight carries.
+func (c *Client) ChunkSize() int { return c.batch * maxInFlight }
+
 // writeCall makes one batch call. A call HubSpot refuses as a whole (400,
 // 409) is split in halves until each refused record is alone, so that one
 // bad record never blocks the others.

@@ -438,3 +438,7 @@ func cancelled(sent bool) *providers.RecordError {
 	}
 	return &providers.RecordError{Code: codeCancelled, Uncertain: sent, Message: msg}
 }
+
+// ChunkSize implements providers.Chunked: one call's worth of changes, so
+// the engine stores each call's UserSyncs as soon as it is answered.
+func (c *Client) ChunkSize() int { return c.batch }
