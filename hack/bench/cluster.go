@@ -32,11 +32,18 @@ func providerIndex(ns string) string {
 	return string(usersv1.KindUserProvider) + "/" + ns + "/" + providerName
 }
 
-// createProvider creates the token Secret and the UserProvider.
-func createProvider(ctx context.Context, c client.Client, ns, endpoint string, requests int, period time.Duration) error {
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: secretName},
-		Data: map[string][]byte{"token": []byte(token)}}); err != nil {
-		return err
+// createSecret creates the provider's token Secret.
+func createSecret(ctx context.Context, c client.Client, ns string) error {
+	return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: secretName},
+		Data: map[string][]byte{"token": []byte(token)}})
+}
+
+// createProvider creates the UserProvider, and its token Secret withSecret.
+func createProvider(ctx context.Context, c client.Client, ns, endpoint string, requests int, period time.Duration, withSecret bool) error {
+	if withSecret {
+		if err := createSecret(ctx, c, ns); err != nil {
+			return err
+		}
 	}
 	return c.Create(ctx, &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: providerName},
 		Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: endpoint, AllowInsecureHTTP: true,
@@ -44,16 +51,34 @@ func createProvider(ctx context.Context, c client.Client, ns, endpoint string, r
 			RateLimit:      &usersv1.RateLimit{Requests: int32(requests), Period: metav1.Duration{Duration: period}}}})
 }
 
-// providerReady reports whether the operator has verified the provider, and
-// the provider's resourceVersion.
-func providerReady(ctx context.Context, c client.Client, ns string) (bool, string, error) {
+// providerReady reports whether the operator has verified the provider (or,
+// with want False, found it not ready), and the provider's resourceVersion.
+func providerReady(ctx context.Context, c client.Client, ns string, want metav1.ConditionStatus) (bool, string, error) {
 	var p usersv1.UserProvider
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: providerName}, &p); err != nil {
 		return false, "", err
 	}
 	cond := meta.FindStatusCondition(p.Status.Conditions, usersv1.ConditionReady)
-	ok := cond != nil && cond.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation
+	ok := cond != nil && cond.Status == want && p.Status.ObservedGeneration == p.Generation
 	return ok, p.ResourceVersion, nil
+}
+
+// allHeld reports whether the operator has reported every UserSync of the
+// namespace as waiting for its provider.
+func allHeld(ctx context.Context, c client.Client, ns string, n int) (bool, error) {
+	var list usersv1.UserSyncList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return false, err
+	}
+	held := 0
+	for i := range list.Items {
+		us := &list.Items[i]
+		cond := meta.FindStatusCondition(us.Status.Conditions, usersv1.ConditionReady)
+		if cond != nil && cond.Reason == usersv1.ReasonProviderNotReady && cond.ObservedGeneration == us.Generation {
+			held++
+		}
+	}
+	return held == n, nil
 }
 
 // userSyncs builds the point's UserSyncs: users with an email, a first and

@@ -157,7 +157,7 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 	}
 
 	if sr.name == scenarioRateLim {
-		w("| UserSyncs × users | N | Limit | Rate-limited calls | Bound: calls × window / limit | All Ready | Over the bound | First write call after | Write calls spanned | 429 answers | Most calls in one window |\n")
+		w("| UserSyncs × users | N | Limit | Rate-limited calls | Bound: (⌈calls / limit⌉ − 1) × window | All Ready | Over the bound | First write call after | Write calls spanned | 429 answers | Most calls in one window |\n")
 		w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, r := range sr.results {
 			bound := rateBound(sr, r)
@@ -170,6 +170,7 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 				secs(r.convergeTime), 100*(r.convergeTime.Seconds()/bound.Seconds()-1), first, secs(r.writeSpan), r.calls.throttled, r.calls.maxInWindow)
 		}
 		w("\nRate-limited calls: every vendor call the emulator's limit counts (all but search) from the first create to all Ready. " +
+			"Bound: the least time the limit allows them, as the emulator counts them like HubSpot, in a rolling window: the first `limit` calls at once, `limit` more each window after. " +
 			"First write call after: from the first UserSync create; write calls spanned: from the first write call sent to the last one answered.\n\n")
 	}
 
@@ -189,8 +190,12 @@ func hasSteady(sr *scenarioRun) bool {
 	return false
 }
 
+// rateBound is the least time the vendor's limit lets the point's calls
+// take: a rolling window of rateLimit calls per rateWindow admits the first
+// rateLimit calls at once and rateLimit more each window after, so C calls
+// need (⌈C/limit⌉ − 1) windows.
 func rateBound(sr *scenarioRun, r *result) time.Duration {
-	return time.Duration(float64(r.calls.rateLimited) / float64(sr.rateLimit) * float64(sr.rateWindow))
+	return time.Duration(ceilDiv(r.calls.rateLimited, sr.rateLimit)-1) * sr.rateWindow
 }
 
 type target struct {

@@ -79,7 +79,8 @@ type ProviderReconciler struct {
 // with: an unchanged UserSync costs nothing to plan again. The users are kept
 // without their attributes (the hash covers them): at 100,000 users the
 // converted attribute maps were a third of the operator's memory. The writes
-// of a plan get theirs from the spec (withAttributes).
+// of a plan get theirs from the spec when they are sent
+// (applyWithAttributes).
 type desiredCache struct {
 	mu         sync.Mutex
 	byProvider map[string]map[types.UID]desiredEntry
@@ -327,12 +328,11 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 	return in
 }
 
-// plan computes the loop's plan, its writes complete with their users.
+// plan computes the loop's plan. Its writes get their users' attributes
+// when they are sent (applyWithAttributes).
 func (r *ProviderReconciler) plan(l *loop) (planner.Input, planner.Plan) {
 	in := r.plannerInput(l)
-	plan := planner.Compute(in)
-	withAttributes(l, plan)
-	return in, plan
+	return in, planner.Compute(in)
 }
 
 // desiredUsers converts the spec's users, with their hashes and, when the
@@ -352,22 +352,31 @@ func desiredUsers(us *usersv1.UserSync, vendor providers.Client) []planner.Desir
 	return out
 }
 
-// withAttributes gives the plan's writes the attributes of their users, from
-// the spec the plan was made from.
-func withAttributes(l *loop, plan planner.Plan) {
-	for i := range plan.Changes {
-		ch := &plan.Changes[i]
+// applyWithAttributes applies changes (of plan.Changes) with the
+// attributes of their users, from the spec the plan was made from, built
+// only for the changes of this call and dropped after it: at 100,000 new
+// users they would be a third of the loop's memory.
+func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, changes []providers.Change) ([]providers.Result, error) {
+	for i := range changes {
+		ch := &changes[i]
 		if ch.Op == providers.OpDelete {
 			continue
 		}
-		n, err := strconv.Atoi(ch.ID)
-		if err != nil || n < 0 || n >= len(plan.Items) {
-			continue // Change.ID indexes Items, always
-		}
-		it := &plan.Items[n]
+		it := planItem(plan, *ch)
 		ch.User.Attributes = toProviderUser(&l.syncs[it.Sync].obj.Spec.Users[it.Index]).Attributes
-		it.Change.User.Attributes = ch.User.Attributes
 	}
+	defer func() {
+		for i := range changes {
+			changes[i].User.Attributes = nil
+		}
+	}()
+	return l.vendor.Apply(ctx, changes)
+}
+
+// planItem is the item of a change: Change.ID indexes Items.
+func planItem(plan planner.Plan, ch providers.Change) *planner.Item {
+	n, _ := strconv.Atoi(ch.ID)
+	return &plan.Items[n]
 }
 
 // attributeName is the rule for attribute names that the CRD cannot
@@ -427,7 +436,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 		size = c.ChunkSize()
 	}
 	if size >= len(plan.Changes) {
-		return l.vendor.Apply(vctx, plan.Changes)
+		return applyWithAttributes(vctx, l, plan, plan.Changes)
 	}
 
 	// last[si] is the position in plan.Changes of sync si's last change.
@@ -435,12 +444,8 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	for i := range last {
 		last[i] = -1
 	}
-	item := func(ch providers.Change) *planner.Item {
-		n, _ := strconv.Atoi(ch.ID) // Change.ID indexes Items
-		return &plan.Items[n]
-	}
 	for pos, ch := range plan.Changes {
-		last[item(ch).Sync] = pos
+		last[planItem(plan, ch).Sync] = pos
 	}
 	early := r.newStatusWriter(ctx, l, in, plan)
 	defer func() {
@@ -452,7 +457,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	byID := make(map[string]providers.Result, len(plan.Changes))
 	for start := 0; start < len(plan.Changes); start += size {
 		end := min(start+size, len(plan.Changes))
-		res, err := l.vendor.Apply(vctx, plan.Changes[start:end])
+		res, err := applyWithAttributes(vctx, l, plan, plan.Changes[start:end])
 		if err != nil {
 			return nil, err
 		}
@@ -461,7 +466,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 			byID[r.ID] = r
 		}
 		for pos := start; pos < end; pos++ {
-			si := item(plan.Changes[pos]).Sync
+			si := planItem(plan, plan.Changes[pos]).Sync
 			if last[si] != pos {
 				continue
 			}
