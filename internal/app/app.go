@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -113,9 +115,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 // CacheOptions restricts the manager's cache to what the options serve: the
 // watched namespaces, and the providers the selector matches.
 func (o Options) CacheOptions() (cache.Options, error) {
-	// managedFields list every field of every user of a UserSync: a large
-	// share of the informer's memory, and never read.
-	c := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	c := cache.Options{DefaultTransform: stripUnread}
 	if len(o.WatchNamespaces) > 0 {
 		c.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.WatchNamespaces {
@@ -133,6 +133,24 @@ func (o Options) CacheOptions() (cache.Options, error) {
 		}
 	}
 	return c, nil
+}
+
+// stripUnread drops from the cached objects what the operator never reads
+// and what can be as large as a UserSync's spec: managedFields (every field
+// of every user), and the copy of the whole object that a client-side
+// kubectl apply keeps in an annotation.
+func stripUnread(in any) (any, error) {
+	in, err := cache.TransformStripManagedFields()(in)
+	if err != nil {
+		return in, err
+	}
+	if obj, ok := in.(metav1.Object); ok {
+		if a := obj.GetAnnotations(); a[corev1.LastAppliedConfigAnnotation] != "" {
+			delete(a, corev1.LastAppliedConfigAnnotation)
+			obj.SetAnnotations(a)
+		}
+	}
+	return in, nil
 }
 
 // Setup adds the sync engine to a manager.
