@@ -133,10 +133,15 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 			thousands(ceilDiv(r.point.total(), 100)), thousands(r.point.total()), thousands(r.calls.reads),
 			thousands(r.vendorUsers), r.cpuConverge, r.cpuControl, mib(r.peakRSS), thousands(int(r.apiRequests)), r.loopsConv)
 	}
-	w("\nAll Ready: from the first UserSync create to every UserSync Ready with `status.observedGeneration == metadata.generation`, polled every %s; "+
-		"the UserSyncs are created by %d goroutines while the operator runs. Operator CPU (utime+stime), control-plane CPU (kube-apiserver and etcd, on the same cores) and K8s API requests "+
+	start := fmt.Sprintf("from the first UserSync create to every UserSync Ready with `status.observedGeneration == metadata.generation`, polled every %s; "+
+		"the UserSyncs are created by %d goroutines while the operator runs", cfg.poll, cfg.createWorkers)
+	if sr.backlog {
+		start = fmt.Sprintf("from the creation of the provider's Secret, the UserSyncs all there and reported `ProviderNotReady`, to every UserSync Ready "+
+			"with `status.observedGeneration == metadata.generation`, polled every %s", cfg.poll)
+	}
+	w("\nAll Ready: %s. Operator CPU (utime+stime), control-plane CPU (kube-apiserver and etcd, on the same cores) and K8s API requests "+
 		"(the operator's `rest_client_requests_total`) over the same span; peak RSS is the operator process's VmHWM over the whole point, steady state included. "+
-		"Sync loops: the provider's loops that ended in the span.\n\n", cfg.poll, cfg.createWorkers)
+		"Sync loops: the provider's loops that ended in the span.\n\n", start)
 
 	if hasSteady(sr) {
 		w("Steady state: the users unchanged, the operator resyncs every %s. Vendor calls and status writes are counted over every loop of the phase; CPU per loop is the operator's CPU over the last %d loops (loop end to loop end, idle time between loops included) divided by %d; "+

@@ -138,7 +138,8 @@ func (o Options) CacheOptions() (cache.Options, error) {
 // stripUnread drops from the cached objects what the operator never reads
 // and what can be as large as a UserSync's spec: managedFields (every field
 // of every user), and the copy of the whole object that a client-side
-// kubectl apply keeps in an annotation.
+// kubectl apply keeps in an annotation. The versions of a UserSync share
+// one spec per generation (specInterner).
 func stripUnread(in any) (any, error) {
 	in, err := cache.TransformStripManagedFields()(in)
 	if err != nil {
@@ -149,6 +150,9 @@ func stripUnread(in any) (any, error) {
 			delete(a, corev1.LastAppliedConfigAnnotation)
 			obj.SetAnnotations(a)
 		}
+	}
+	if us, ok := in.(*usersv1.UserSync); ok {
+		specs.intern(us)
 	}
 	return in, nil
 }
@@ -177,6 +181,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if o.DeletionGuardCount > 0 || o.DeletionGuardPercent > 0 {
 		r.DeletionGuard = &planner.DeletionGuard{MaxCount: o.DeletionGuardCount,
 			MaxPercent: o.DeletionGuardPercent, MinCount: o.DeletionGuardMin}
+	}
+	if err := specs.forgetDeleted(ctx, mgr.GetCache()); err != nil {
+		return err
 	}
 	return r.SetupWithManager(ctx, mgr, o.Workers)
 }

@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 )
@@ -38,5 +39,38 @@ func TestStripUnread(t *testing.T) {
 	// Objects without annotations, and other types, pass through.
 	if _, err := stripUnread(&corev1.Secret{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSpecInterner: versions of one generation share the spec; a new
+// generation or another UserSync gets its own.
+func TestSpecInterner(t *testing.T) {
+	mk := func(uid string, gen int64, key string) *usersv1.UserSync {
+		return &usersv1.UserSync{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid), Generation: gen},
+			Spec: usersv1.UserSyncSpec{Users: []usersv1.User{{Key: key}}}}
+	}
+	var s specInterner
+	v1 := mk("a", 1, "alice")
+	s.intern(v1)
+	v2 := mk("a", 1, "alice") // a status write: a new decode of the same spec
+	s.intern(v2)
+	if &v2.Spec.Users[0] != &v1.Spec.Users[0] {
+		t.Error("two versions of one generation hold two specs")
+	}
+	v3 := mk("a", 2, "bob")
+	s.intern(v3)
+	if v3.Spec.Users[0].Key != "bob" {
+		t.Error("a new generation got the old spec")
+	}
+	other := mk("b", 2, "carol")
+	s.intern(other)
+	if other.Spec.Users[0].Key != "carol" {
+		t.Error("another UserSync got a spec not its own")
+	}
+	s.forget("a")
+	v4 := mk("a", 2, "bob")
+	s.intern(v4)
+	if &v4.Spec.Users[0] == &v3.Spec.Users[0] {
+		t.Error("a forgotten UserSync's spec was kept")
 	}
 }
