@@ -18,12 +18,15 @@ import (
 // fakeProvider creates a UserProvider backed by a fresh fake vendor.
 func fakeProvider(ns, name string) *fakeVendor {
 	endpoint := fmt.Sprintf("https://%s.%s.fake.invalid", name, ns)
+	// The vendor exists with its token before the operator can see the
+	// provider: a client built first would find a vendor without one.
+	v := fakes.vendor(endpoint, "good-token")
 	newSecret(ns, name+"-creds", "token", "good-token")
 	p := &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: usersv1.ProviderSpec{Type: usersv1.ProviderPropel, Endpoint: endpoint,
 			CredentialsRef: usersv1.SecretKeyReference{Name: name + "-creds", Key: "token"}}}
 	Expect(k8s.Create(ctx, p)).To(Succeed())
-	return fakes.vendor(endpoint, "good-token")
+	return v
 }
 
 func newSync(ns, name string, us []usersv1.User, refs ...usersv1.ProviderRef) *usersv1.UserSync {
@@ -179,8 +182,8 @@ var _ = Describe("Sync engine", func() {
 				ProviderSpec: usersv1.ProviderSpec{Type: usersv1.ProviderUserCom, Endpoint: "https://shared.fake.invalid/" + ns,
 					CredentialsRef: usersv1.SecretKeyReference{Name: "cluster-creds", Key: "token", Namespace: ns}},
 				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"usersync": "allowed"}}}}
+		fakes.vendor("https://shared.fake.invalid/"+ns, "good-token") // before the operator sees the provider
 		Expect(k8s.Create(ctx, cup)).To(Succeed())
-		fakes.vendor("https://shared.fake.invalid/"+ns, "good-token")
 		newSync(ns, "shared", users(2, "u"), usersv1.ProviderRef{Kind: usersv1.KindClusterUserProvider, Name: cup.Name})
 		Eventually(readyStatus(ns, "shared"), 20*time.Second).Should(Equal("False/NotPermitted"))
 		Expect(condition(getSync(ns, "shared").Status.Conditions, usersv1.ConditionReady).Message).
