@@ -44,6 +44,12 @@ func main() {
 		log.Error(err, "invalid flags")
 		os.Exit(2)
 	}
+	if limit, err := app.SetMemoryLimit(); err != nil {
+		log.Error(err, "invalid memory limit")
+		os.Exit(2)
+	} else if limit > 0 {
+		log.Info("Go memory limit set from the container's", "bytes", limit)
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  app.NewScheme(),
 		Cache:                   cacheOpts,

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/app"
 )
 
 // config is the command line.
@@ -49,6 +50,7 @@ type config struct {
 	poll          time.Duration
 	keep          bool
 	goMemLimit    string
+	memoryLimit   string
 
 	explicit map[string]bool // flags given on the command line
 }
@@ -119,7 +121,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	fs.IntVar(&c.createWorkers, "create-workers", 4, "Goroutines creating the UserSyncs.")
 	fs.DurationVar(&c.poll, "poll", 250*time.Millisecond, "How often readiness is polled.")
 	fs.BoolVar(&c.keep, "keep", false, "Keep the work directory (operator logs, binary) after the run.")
-	fs.StringVar(&c.goMemLimit, "gomemlimit", os.Getenv("GOMEMLIMIT"), "GOMEMLIMIT of the operator process, e.g. 512MiB as the Helm chart sets from its memory limit; empty: none.")
+	fs.StringVar(&c.goMemLimit, "gomemlimit", os.Getenv("GOMEMLIMIT"), "GOMEMLIMIT of the operator process (overrides -memory-limit); empty: none.")
+	fs.StringVar(&c.memoryLimit, "memory-limit", "256Mi", "The container memory limit the operator is told of ("+app.MemoryLimitEnv+", as the Helm chart sets it from resources.limits.memory): its Go heap is kept under 85% of it. Empty: none.")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

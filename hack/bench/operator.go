@@ -74,7 +74,7 @@ func startOperator(cfg *config, binary, kubeconfig, workDir, namespace, profileD
 		return nil, err
 	}
 	o.cmd = exec.Command(binary, args...)
-	o.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+cfg.goMemLimit)
+	o.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+cfg.goMemLimit, app.MemoryLimitEnv+"="+cfg.memoryLimit)
 	if profileDir != "" {
 		o.cmd.Env = append(o.cmd.Env, profileDirEnvVar+"="+profileDir)
 	}
@@ -250,6 +250,12 @@ func runProfiledManager(dir string, args []string) int {
 	if err != nil {
 		log.Error(err, "invalid flags")
 		return 2
+	}
+	if limit, err := app.SetMemoryLimit(); err != nil {
+		log.Error(err, "invalid memory limit")
+		return 2
+	} else if limit > 0 {
+		log.Info("Go memory limit set from the container's", "bytes", limit)
 	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 app.NewScheme(),

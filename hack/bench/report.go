@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/usersync/usersync-operator/internal/app"
 )
 
 const (
@@ -77,6 +79,9 @@ func commandLine(cfg *config, sr *scenarioRun) string {
 	if cfg.steadyLoops != 3 {
 		args = append(args, fmt.Sprintf("-steady-loops %d", cfg.steadyLoops))
 	}
+	if cfg.memoryLimit != "256Mi" {
+		args = append(args, "-memory-limit '"+cfg.memoryLimit+"'")
+	}
 	if cfg.goMemLimit != "" {
 		args = append(args, "-gomemlimit "+cfg.goMemLimit)
 	}
@@ -111,7 +116,10 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 	if sr.rateLimit > 0 {
 		vendorLimit = fmt.Sprintf("vendor rate limit %d requests / %s at the emulator and in the provider's spec.rateLimit", sr.rateLimit, sr.rateWindow)
 	}
-	memLimit := "no GOMEMLIMIT"
+	memLimit := "no memory limit"
+	if cfg.memoryLimit != "" {
+		memLimit = "a memory limit of " + cfg.memoryLimit + " (" + app.MemoryLimitEnv + ": the Go heap kept under 85% of it, as the Helm chart runs it)"
+	}
 	if cfg.goMemLimit != "" {
 		memLimit = "GOMEMLIMIT=" + cfg.goMemLimit
 	}

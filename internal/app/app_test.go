@@ -1,6 +1,7 @@
 package app
 
 import (
+	"runtime/debug"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -72,5 +73,32 @@ func TestSpecInterner(t *testing.T) {
 	s.intern(v4)
 	if &v4.Spec.Users[0] == &v3.Spec.Users[0] {
 		t.Error("a forgotten UserSync's spec was kept")
+	}
+}
+
+func TestSetMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	cases := []struct {
+		env, gomemlimit string
+		want            int64
+		err             bool
+	}{
+		{env: "", want: 0},
+		{env: "268435456", want: 268435456 / 100 * 85},
+		{env: "256Mi", want: 268435456 / 100 * 85},
+		{env: "1Gi", gomemlimit: "900MiB", want: 0}, // GOMEMLIMIT wins
+		{env: "lots", err: true},
+		{env: "0", err: true},
+	}
+	for _, tc := range cases {
+		t.Setenv(MemoryLimitEnv, tc.env)
+		t.Setenv("GOMEMLIMIT", tc.gomemlimit)
+		got, err := SetMemoryLimit()
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("%s=%q GOMEMLIMIT=%q: got %d, %v; want %d (error %v)", MemoryLimitEnv, tc.env, tc.gomemlimit, got, err, tc.want, tc.err)
+		}
+		if tc.want > 0 && debug.SetMemoryLimit(-1) != tc.want {
+			t.Errorf("%s=%q: the runtime's limit is not %d", MemoryLimitEnv, tc.env, tc.want)
+		}
 	}
 }
