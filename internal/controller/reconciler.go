@@ -208,7 +208,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 		in, plan = r.plan(l)
 		results = nil
 	}
-	outcomes := planner.Apply(in, plan, results)
+	outcomes := planner.ApplyByID(in, plan, results)
 	for si := range outcomes {
 		markUncertain(l, si, outcomes[si].Records)
 	}
@@ -420,7 +420,10 @@ func toProviderUser(u *usersv1.User) providers.User {
 // next chunk is sent: a long sync shows its progress, and the status writes
 // overlap the vendor calls instead of following them. Whatever fails there
 // is written again after send, with the rest.
-func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) ([]providers.Result, error) {
+//
+// It returns the results by Change.ID: at 100,000 changes, one index instead
+// of a list and its index.
+func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) (map[string]providers.Result, error) {
 	if len(plan.Changes) == 0 || l.vendor == nil {
 		return nil, nil
 	}
@@ -436,7 +439,8 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 		size = c.ChunkSize()
 	}
 	if size >= len(plan.Changes) {
-		return applyWithAttributes(vctx, l, plan, plan.Changes)
+		res, err := applyWithAttributes(vctx, l, plan, plan.Changes)
+		return planner.IndexResults(res), err
 	}
 
 	// last[si] is the position in plan.Changes of sync si's last change.
@@ -453,7 +457,6 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 			logf.FromContext(ctx).V(1).Info("storing results early failed; they are stored with the rest", "error", err.Error())
 		}
 	}()
-	var results []providers.Result
 	byID := make(map[string]providers.Result, len(plan.Changes))
 	for start := 0; start < len(plan.Changes); start += size {
 		end := min(start+size, len(plan.Changes))
@@ -461,7 +464,6 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 		if err != nil {
 			return nil, err
 		}
-		results = append(results, res...)
 		for _, r := range res {
 			byID[r.ID] = r
 		}
@@ -475,7 +477,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 			early.write(si, recs)
 		}
 	}
-	return results, nil
+	return byID, nil
 }
 
 // requeue schedules the next loop: the earliest record retry, a quick retry

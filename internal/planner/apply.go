@@ -27,7 +27,11 @@ type Outcome struct {
 // as a transient failure whose outcome is unknown. The returned slice is
 // indexed like Input.Syncs.
 func Apply(in Input, plan Plan, results []providers.Result) []Outcome {
-	byID := IndexResults(results)
+	return ApplyByID(in, plan, IndexResults(results))
+}
+
+// ApplyByID is Apply with the results already indexed by Change.ID.
+func ApplyByID(in Input, plan Plan, byID map[string]providers.Result) []Outcome {
 	out := make([]Outcome, len(in.Syncs))
 	for si := range out {
 		out[si] = ApplyOne(in, plan, si, byID)
