@@ -18,7 +18,7 @@ func TestStripUnread(t *testing.T) {
 	us := &usersv1.UserSync{ObjectMeta: metav1.ObjectMeta{
 		Labels: map[string]string{"team": "a"},
 		Annotations: map[string]string{
-			corev1.LastAppliedConfigAnnotation:  `{"spec":{"users":[…500 users…]}}`,
+			corev1.LastAppliedConfigAnnotation: `{"spec":{"users":[…500 users…]}}`,
 			usersv1.AnnotationApproveDeletions: "abc123",
 		},
 		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
