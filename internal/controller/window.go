@@ -32,11 +32,10 @@ type windowLimiter struct {
 	// wake is closed when a slot may have freed up early (an answer came
 	// or the limit changed).
 	wake chan struct{}
-	now  func() time.Time
 }
 
 func newWindowLimiter(limit int, period time.Duration) *windowLimiter {
-	w := &windowLimiter{wake: make(chan struct{}), now: time.Now}
+	w := &windowLimiter{wake: make(chan struct{})}
 	w.setLimit(limit, period)
 	return w
 }
@@ -59,7 +58,7 @@ func (w *windowLimiter) signal() {
 func (w *windowLimiter) acquire(ctx context.Context) error {
 	for {
 		w.mu.Lock()
-		now := w.now()
+		now := time.Now()
 		cut := now.Add(-w.period)
 		i := 0
 		for i < len(w.done) && !w.done[i].After(cut) {
@@ -99,6 +98,6 @@ func (w *windowLimiter) release() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.inFlight--
-	w.done = append(w.done, w.now())
+	w.done = append(w.done, time.Now())
 	w.signal()
 }
