@@ -66,11 +66,22 @@ FUZZ_TARGETS ?= internal/providers/hubspot:FuzzDecodeBatchResponse internal/prov
 	internal/providers/propel:FuzzApplyAnswer internal/providers/propel:FuzzPointerIndex \
 	internal/providers/usercom:FuzzApplyAnswer internal/planner:FuzzCompute internal/planner:FuzzHash
 
+# A target fails when go test -fuzz fails having written a failing input to
+# testdata/fuzz. Go 1.26's fuzz coordinator can also fail a target with a bare
+# "context deadline exceeded" when -fuzztime ends while a worker is mid-input
+# (go.dev/issue/75804, fixed in Go 1.27): that writes no input and finds
+# nothing, so it is reported and not counted.
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
-	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+	@mkdir -p $(LOCALBIN); for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; dir=$$pkg/testdata/fuzz/$$name; \
 		echo "go test ./$$pkg -run '^$$' -fuzz '^$$name$$' -fuzztime $(FUZZTIME)"; \
-		go test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; done
+		before=$$(ls $$dir 2>/dev/null | wc -l); \
+		if ! go test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s 2>&1 | tee $(LOCALBIN)/fuzz.log; then \
+			after=$$(ls $$dir 2>/dev/null | wc -l); \
+			if [ "$$after" -gt "$$before" ] || ! grep -q '^    context deadline exceeded$$' $(LOCALBIN)/fuzz.log; then \
+				echo "$$name failed: see the input written to $$dir"; exit 1; fi; \
+			echo "$$name: the fuzz coordinator's deadline race (go.dev/issue/75804), no failing input: not a finding"; \
+		fi; done
 
 .PHONY: bench
 bench: envtest ## Scale benchmark (hack/bench): the operator binary, a real API server and the HubSpot emulator; prints the table (BENCH_ARGS, e.g. -out docs/benchmarks.md).
