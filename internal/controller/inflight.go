@@ -29,24 +29,25 @@ import (
 // 250 kB objects that the API server validates and stores whole.
 
 // inFlight remembers, per provider, the create intents this process wrote
-// and has not cleared yet: the provider in the cache may lag behind that
-// write, and the intent must hold from the write on.
+// (as status.createsInFlight holds them) and has not cleared yet: the
+// provider in the cache may lag behind that write, and the intent must hold
+// from the write on.
 type inFlight struct {
 	mu         sync.Mutex
-	byProvider map[string][]types.UID
+	byProvider map[string][]string
 }
 
-func (f *inFlight) get(provider string) []types.UID {
+func (f *inFlight) get(provider string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.byProvider[provider]
 }
 
-func (f *inFlight) set(provider string, uids []types.UID) {
+func (f *inFlight) set(provider string, uids []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byProvider == nil {
-		f.byProvider = map[string][]types.UID{}
+		f.byProvider = map[string][]string{}
 	}
 	if len(uids) == 0 {
 		delete(f.byProvider, provider)
@@ -60,13 +61,12 @@ func (f *inFlight) set(provider string, uids []types.UID) {
 // leader).
 func (r *ProviderReconciler) loadInFlight(l *loop) {
 	l.inFlight = map[types.UID]bool{}
-	for _, uid := range r.inFlight.get(l.key.index()) {
-		l.inFlight[uid] = true
-	}
+	uids := r.inFlight.get(l.key.index())
 	if l.provider != nil {
-		for _, uid := range l.provider.status.CreatesInFlight {
-			l.inFlight[types.UID(uid)] = true
-		}
+		uids = append(slices.Clip(uids), l.provider.status.CreatesInFlight...)
+	}
+	for _, uid := range uids {
+		l.inFlight[types.UID(uid)] = true
 	}
 }
 
@@ -87,11 +87,7 @@ func (r *ProviderReconciler) recordCreates(ctx context.Context, l *loop, plan pl
 		return fmt.Errorf("recording create intents on %s: %w", l.key.index(), err)
 	}
 	l.wrote.Add(1)
-	uids := make([]types.UID, len(want))
-	for i, u := range want {
-		uids[i] = types.UID(u)
-	}
-	r.inFlight.set(l.key.index(), uids)
+	r.inFlight.set(l.key.index(), want)
 	return nil
 }
 

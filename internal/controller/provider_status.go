@@ -44,10 +44,15 @@ func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
 
 // writeProviderStatus stores the provider's conditions and counters. It
 // writes only when they change, so an idle resync writes nothing.
-func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, outcomes []planner.Outcome, stats transportStats) error {
+func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, outcomes []planner.Outcome, stats transportStats) (err error) {
+	defer func() {
+		if err == nil {
+			// Stored, or nothing to store: no create intent is left.
+			r.inFlight.set(l.key.index(), nil)
+		}
+	}()
 	p := l.provider
 	if p == nil {
-		r.inFlight.set(l.key.index(), nil)
 		return nil
 	}
 	st := p.status.DeepCopy()
@@ -104,7 +109,6 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	meta.SetStatusCondition(&st.Conditions, limited)
 
 	if equality.Semantic.DeepEqual(st, p.status) {
-		r.inFlight.set(l.key.index(), nil)
 		return nil
 	}
 	now := metav1.NewTime(r.Clock.Now())
@@ -114,7 +118,6 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	if err := r.Status().Patch(ctx, p.obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("patching status of %s: %w", l.key.index(), err)
 	}
-	r.inFlight.set(l.key.index(), nil)
 	l.wrote.Add(1)
 	return nil
 }
