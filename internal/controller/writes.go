@@ -115,23 +115,30 @@ func (r *ProviderReconciler) newStatusWriter(ctx context.Context, l *loop, in pl
 func (w *statusWriter) write(si int, recs map[string]planner.Record) {
 	l, v := w.l, w.l.syncs[si]
 	entry := w.r.providerEntry(l, v, recs)
-	if providerUnchanged(v.obj, l.key.ref(), recs, entry) && v.obj.DeletionTimestamp.IsZero() {
-		return // the steady state: no goroutine, no write
+	// The rest of the status derives from the providers' records and
+	// entries: when this provider's are as stored, nothing would change.
+	unchanged := providerUnchanged(v.obj, l.key.ref(), recs, entry)
+	if unchanged && v.obj.DeletionTimestamp.IsZero() {
+		return // the steady state: no goroutine, no copy, no write
 	}
 	w.sem <- struct{}{}
 	w.wg.Add(1)
 	go func() {
 		defer func() { <-w.sem; w.wg.Done() }()
-		us, err := w.r.patchSyncStatus(w.ctx, v.obj, l.key.ref(), recs, entry, w.in.Syncs[si].Users)
-		if err != nil {
-			w.fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
-			return
+		us := v.obj
+		if !unchanged {
+			var err error
+			us, err = w.r.patchSyncStatus(w.ctx, v.obj, l.key.ref(), recs, entry, w.in.Syncs[si].Users)
+			if err != nil {
+				w.fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
+				return
+			}
+			if us != v.obj {
+				l.wrote.Add(1)
+			}
+			v.obj = us
+			w.r.emitSyncEvents(l, us, w.plan.Of(si), w.in.Syncs[si].Records, recs)
 		}
-		if us != v.obj {
-			l.wrote.Add(1)
-		}
-		v.obj = us
-		w.r.emitSyncEvents(l, us, w.plan.Of(si), w.in.Syncs[si].Records, recs)
 		if err := w.r.releaseFinalizer(w.ctx, us); err != nil {
 			w.fail(err)
 		}
@@ -227,11 +234,6 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 // users are the spec's users of us, hashed (nil: hash them again).
 func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
 	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, users []planner.Desired) (*usersv1.UserSync, error) {
-	if providerUnchanged(us, ref, recs, entry) {
-		// The rest of the status derives from the providers' records and
-		// entries: it would not change either. No copy, no write.
-		return us, nil
-	}
 	cur, first := us, true
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		if !first {
