@@ -62,23 +62,19 @@ func TestIdleLoops(t *testing.T) {
 		})
 	}
 
-	t.Run("a loop that wrote is not remembered", func(t *testing.T) {
-		var c idleLoops
-		l := base()
-		l.wrote.Add(1)
-		c.done(l, l.inputs(), l.settled(0), time.Time{})
-		if got, _ := c.skip(base(), base().inputs()); got {
-			t.Fatal("skipped after a loop that wrote")
-		}
-	})
-	t.Run("a loop that sent changes is not remembered", func(t *testing.T) {
-		var c idleLoops
-		l := base()
-		c.done(l, l.inputs(), l.settled(3), time.Time{})
-		if got, _ := c.skip(base(), base().inputs()); got {
-			t.Fatal("skipped after a loop that sent changes")
-		}
-	})
+	for name, end := range map[string]func(*loop) bool{
+		"a loop that wrote is not remembered":        func(l *loop) bool { l.wrote.Add(1); return l.settled(0) },
+		"a loop that sent changes is not remembered": func(l *loop) bool { return l.settled(3) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			var c idleLoops
+			l := base()
+			c.done(l, l.inputs(), end(l), time.Time{})
+			if got, _ := c.skip(base(), base().inputs()); got {
+				t.Fatal("skipped after a loop that was not idle")
+			}
+		})
+	}
 	t.Run("a loop that is not skipped forgets the idle one", func(t *testing.T) {
 		var c idleLoops
 		l := base()
