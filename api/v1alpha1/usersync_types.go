@@ -20,6 +20,10 @@ const (
 	// MaxMessageLength is the longest status record message, in bytes;
 	// longer vendor messages are cut with an ellipsis.
 	MaxMessageLength = 256
+	// MaxReasonLength is the longest status record reason.
+	MaxReasonLength = 48
+	// MaxExternalIDLength is the longest vendor id a record stores.
+	MaxExternalIDLength = 64
 )
 
 // DeletionPolicy says what happens at the vendor to users that leave a

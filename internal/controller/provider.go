@@ -168,7 +168,7 @@ func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (pr
 	cfg := providers.Config{
 		Endpoint:    p.spec.Endpoint,
 		Credentials: creds,
-		Options:     vendorOptions(p.spec),
+		Spec:        *p.spec,
 		HTTPClient:  &http.Client{Transport: e.transport, Timeout: r.VendorTimeout},
 	}
 	if p.spec.BatchSize != nil {
@@ -203,30 +203,6 @@ func (r *ProviderReconciler) baseTransport() http.RoundTripper {
 		return r.Transport
 	}
 	return http.DefaultTransport.(*http.Transport).Clone()
-}
-
-func vendorOptions(spec *usersv1.ProviderSpec) map[string]string {
-	opts := map[string]string{}
-	if h := spec.HubSpot; h != nil {
-		if h.IDProperty != "" {
-			opts["idProperty"] = h.IDProperty
-		}
-		if h.IDValueFrom != "" {
-			opts["idValueFrom"] = h.IDValueFrom
-		}
-	}
-	if o := spec.Propel; o != nil {
-		if o.Source != "" {
-			opts["source"] = o.Source
-		}
-		if o.ClientIDKey != "" {
-			opts["clientIDKey"] = o.ClientIDKey
-		}
-		if o.TokenURL != "" {
-			opts["tokenURL"] = o.TokenURL
-		}
-	}
-	return opts
 }
 
 // ownsMissing decides who reports a provider this operator's cache does not

@@ -3,16 +3,15 @@ package planner
 import (
 	"errors"
 	"time"
-	"unicode/utf8"
 
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
 // Bounds of the stored record fields, as the UserSync CRD enforces them.
 const (
-	MaxMessageLength    = 256
-	MaxReasonLength     = 48
-	MaxExternalIDLength = 64
+	MaxMessageLength    = providers.MaxMessageLength
+	MaxReasonLength     = providers.MaxReasonLength
+	MaxExternalIDLength = providers.MaxExternalIDLength
 )
 
 // Outcome is the new state of the records of one UserSync after a loop.
@@ -121,19 +120,8 @@ func fold(now time.Time, it *Item, r providers.Result) (Record, bool) {
 	return rec, true
 }
 
-// Truncate cuts s to at most n bytes on a rune boundary, ending with "…"
-// when cut.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const ell = "…"
-	cut := n - len(ell)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ell
-}
+// Truncate cuts s to at most n bytes on a rune boundary (providers.Truncate).
+var Truncate = providers.Truncate
 
 // NextRetry returns when the earliest record of the outcomes that awaits a
 // retry (Pending or Deleting after a failed attempt) becomes due; zero when

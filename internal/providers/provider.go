@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 )
 
 // Op is what the engine asks a vendor to do with one record.
@@ -209,9 +211,10 @@ type Config struct {
 	// BatchSize is the maximum number of records per bulk call; 0 means the
 	// vendor's default. A Factory caps it at the vendor's maximum.
 	BatchSize int
-	// Options holds the vendor options of the provider spec, e.g. HubSpot's
-	// "idProperty".
-	Options map[string]string
+	// Spec is the provider's spec as the cluster declares it. A vendor reads
+	// and validates its own options from it (spec.hubspot, spec.propel, ...);
+	// the engine knows no vendor option. The zero value means defaults.
+	Spec usersv1.ProviderSpec
 	// HTTPClient is the client to send every request with. It is rate limited
 	// by the engine and carries the operator's timeouts and metrics.
 	HTTPClient *http.Client

@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -45,11 +46,7 @@ const (
 	PropFirstName = "hs_given_name"
 	PropLastName  = "hs_family_name"
 
-	// Option keys of providers.Config.Options.
-	OptIDProperty  = "idProperty"
-	OptIDValueFrom = "idValueFrom"
-
-	// Values of OptIDValueFrom.
+	// Values of spec.hubspot.idValueFrom.
 	IDFromKey   = "Key"
 	IDFromEmail = "Email"
 
@@ -90,12 +87,16 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: the token in the Secret is empty", providers.ErrInvalidConfig)
 	}
+	var opts usersv1.HubSpotOptions
+	if cfg.Spec.HubSpot != nil {
+		opts = *cfg.Spec.HubSpot
+	}
 	c := &Client{
 		base:       strings.TrimRight(u.String(), "/") + "/crm/v3/objects/users",
 		token:      token,
 		batch:      cfg.BatchSize,
-		idProperty: cfg.Options[OptIDProperty],
-		idFrom:     cfg.Options[OptIDValueFrom],
+		idProperty: opts.IDProperty,
+		idFrom:     opts.IDValueFrom,
 		http:       cfg.HTTPClient,
 		sleep:      cfg.Sleep,
 	}
@@ -109,7 +110,7 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	default:
 		return nil, fmt.Errorf("%w: hubspot.idValueFrom must be Key or Email, not %q", providers.ErrInvalidConfig, c.idFrom)
 	}
-	if c.idProperty == "" && cfg.Options[OptIDValueFrom] != "" {
+	if c.idProperty == "" && opts.IDValueFrom != "" {
 		return nil, fmt.Errorf("%w: hubspot.idValueFrom needs hubspot.idProperty", providers.ErrInvalidConfig)
 	}
 	if c.http == nil {

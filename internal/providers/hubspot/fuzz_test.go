@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -73,7 +74,7 @@ func newFzServer(f *testing.F) *fzServer {
 }
 
 // client registers a and returns a client whose calls it answers.
-func (s *fzServer) client(t *testing.T, a *fzAnswer, opts map[string]string, batch int) *Client {
+func (s *fzServer) client(t *testing.T, a *fzAnswer, opts *usersv1.HubSpotOptions, batch int) *Client {
 	t.Helper()
 	prefix := "x" + strconv.FormatInt(s.seq.Add(1), 10)
 	s.answers.Store(prefix, a)
@@ -81,7 +82,7 @@ func (s *fzServer) client(t *testing.T, a *fzAnswer, opts map[string]string, bat
 	cl, err := Factory{}.New(providers.Config{
 		Endpoint:    s.srv.URL + "/" + prefix,
 		Credentials: map[string][]byte{"token": []byte(token)},
-		Options:     opts,
+		Spec:        usersv1.ProviderSpec{HubSpot: opts},
 		BatchSize:   batch,
 		HTTPClient:  s.srv.Client(),
 		// Never wait: a retry after 429 or 5xx is immediate.
@@ -162,13 +163,13 @@ func fzChanges(n uint8, ops uint16) []providers.Change {
 }
 
 // fzOptions picks the client's configuration from mode.
-func fzOptions(mode uint8) (map[string]string, int) {
-	var opts map[string]string
+func fzOptions(mode uint8) (*usersv1.HubSpotOptions, int) {
+	var opts *usersv1.HubSpotOptions
 	switch mode % 3 {
 	case 1:
-		opts = map[string]string{OptIDProperty: "usersync_key"}
+		opts = &usersv1.HubSpotOptions{IDProperty: "usersync_key"}
 	case 2:
-		opts = map[string]string{OptIDProperty: "usersync_email", OptIDValueFrom: IDFromEmail}
+		opts = &usersv1.HubSpotOptions{IDProperty: "usersync_email", IDValueFrom: IDFromEmail}
 	}
 	batch := 0
 	if mode&0x80 != 0 {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -44,7 +45,7 @@ type setup struct {
 	sleep *sleeps
 }
 
-func newSetup(t testing.TB, eo EmulatorOptions, opts map[string]string) setup {
+func newSetup(t testing.TB, eo EmulatorOptions, opts *usersv1.HubSpotOptions) setup {
 	t.Helper()
 	if eo.Tokens == nil {
 		eo.Tokens = map[string][]string{token: DefaultScopes}
@@ -60,10 +61,10 @@ func newSetup(t testing.TB, eo EmulatorOptions, opts map[string]string) setup {
 	return setup{em: em, c: c, sleep: s}
 }
 
-func newClient(t testing.TB, url, tok string, opts map[string]string, sleep func(context.Context, time.Duration) error) *Client {
+func newClient(t testing.TB, url, tok string, opts *usersv1.HubSpotOptions, sleep func(context.Context, time.Duration) error) *Client {
 	t.Helper()
 	cl, err := Factory{}.New(providers.Config{Endpoint: url, Credentials: map[string][]byte{"token": []byte(tok)},
-		Options: opts, Sleep: sleep})
+		Spec: usersv1.ProviderSpec{HubSpot: opts}, Sleep: sleep})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -229,7 +230,7 @@ func TestRejectedRecordsFailAlone(t *testing.T) {
 }
 
 func TestUpsertByIDProperty(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, map[string]string{OptIDProperty: "k8s_key"})
+	s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, &usersv1.HubSpotOptions{IDProperty: "k8s_key"})
 	chs := creates(120)
 	res := apply(t, s.c, chs)
 	checkWritten(t, s.em, chs, res, providers.ActionCreated)
@@ -254,7 +255,7 @@ func TestUpsertByIDProperty(t *testing.T) {
 }
 
 func TestUpsertByNonUniquePropertyFailsWithoutBisecting(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{}, map[string]string{OptIDProperty: "nickname"})
+	s := newSetup(t, EmulatorOptions{}, &usersv1.HubSpotOptions{IDProperty: "nickname"})
 	res := apply(t, s.c, creates(64))
 	for _, r := range res {
 		if re := recErr(t, r); !re.Permanent || !strings.Contains(re.Message, "non-unique") {
@@ -360,7 +361,7 @@ func TestDelete(t *testing.T) {
 		}
 	})
 	t.Run("by idProperty without an id", func(t *testing.T) {
-		s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, map[string]string{OptIDProperty: "k8s_key"})
+		s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, &usersv1.HubSpotOptions{IDProperty: "k8s_key"})
 		apply(t, s.c, creates(4))
 		del := []providers.Change{
 			{ID: "d1", Op: providers.OpDelete, User: providers.User{Key: "u001"}},
@@ -588,8 +589,8 @@ func TestFactoryNew(t *testing.T) {
 		{"batch kept", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, BatchSize: 25}, "", 25},
 		{"empty token", providers.Config{Credentials: map[string][]byte{"token": []byte(" \n")}}, "token in the Secret is empty", 0},
 		{"relative endpoint", providers.Config{Endpoint: "api.hubapi.com", Credentials: map[string][]byte{"token": []byte("t")}}, "not an absolute URL", 0},
-		{"idValueFrom alone", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Options: map[string]string{OptIDValueFrom: "Email"}}, "needs hubspot.idProperty", 0},
-		{"bad idValueFrom", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Options: map[string]string{OptIDProperty: "x", OptIDValueFrom: "Name"}}, "must be Key or Email", 0},
+		{"idValueFrom alone", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Spec: usersv1.ProviderSpec{HubSpot: &usersv1.HubSpotOptions{IDValueFrom: "Email"}}}, "needs hubspot.idProperty", 0},
+		{"bad idValueFrom", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Spec: usersv1.ProviderSpec{HubSpot: &usersv1.HubSpotOptions{IDProperty: "x", IDValueFrom: "Name"}}}, "must be Key or Email", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -613,13 +614,13 @@ func TestFactoryNew(t *testing.T) {
 func TestIdentity(t *testing.T) {
 	u := providers.User{Key: "alice", Email: "Alice@Example.com"}
 	cases := []struct {
-		opts map[string]string
+		opts *usersv1.HubSpotOptions
 		want string
 	}{
 		{nil, "alice@example.com"},
-		{map[string]string{OptIDProperty: "k8s_key"}, "alice"},
-		{map[string]string{OptIDProperty: "k8s_key", OptIDValueFrom: IDFromKey}, "alice"},
-		{map[string]string{OptIDProperty: "hs_email", OptIDValueFrom: IDFromEmail}, "alice@example.com"},
+		{&usersv1.HubSpotOptions{IDProperty: "k8s_key"}, "alice"},
+		{&usersv1.HubSpotOptions{IDProperty: "k8s_key", IDValueFrom: IDFromKey}, "alice"},
+		{&usersv1.HubSpotOptions{IDProperty: "hs_email", IDValueFrom: IDFromEmail}, "alice@example.com"},
 	}
 	for _, tc := range cases {
 		c := newClient(t, "https://example.invalid", token, tc.opts, nil)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -67,7 +68,7 @@ func (s *fzServer) client(t *testing.T, h http.HandlerFunc) *Client {
 	cl, err := Factory{}.New(providers.Config{
 		Endpoint:    base + "/v2",
 		Credentials: map[string][]byte{CredClientID: []byte("usersync"), CredClientSecret: []byte("fz-secret")},
-		Options:     map[string]string{OptTokenURL: base + tokenPath},
+		Spec:        usersv1.ProviderSpec{Propel: &usersv1.PropelOptions{TokenURL: base + tokenPath}},
 		HTTPClient:  s.srv.Client(),
 		// Never wait: a retry after 429 or 5xx is immediate.
 		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },

@@ -52,6 +52,7 @@ import (
 	"strings"
 	"time"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -68,11 +69,6 @@ const (
 	// Credential keys of the provider's Secret.
 	CredClientID     = "clientId"
 	CredClientSecret = "clientSecret"
-
-	// Option keys of providers.Config.Options.
-	OptSource      = "source"
-	OptTokenURL    = "tokenURL"
-	OptClientIDKey = "clientIDKey"
 
 	// tokenPath is the token endpoint on the endpoint's host.
 	tokenPath = "/oauth2/token"
@@ -107,7 +103,11 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: endpoint %q is not an absolute URL", providers.ErrInvalidConfig, endpoint)
 	}
-	idKey := cfg.Options[OptClientIDKey]
+	var opts usersv1.PropelOptions
+	if cfg.Spec.Propel != nil {
+		opts = *cfg.Spec.Propel
+	}
+	idKey := opts.ClientIDKey
 	if idKey == "" {
 		idKey = CredClientID
 	}
@@ -123,15 +123,15 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	if secret == "" {
 		return nil, fmt.Errorf("%w: the Secret key credentialsRef selects (the client secret) is empty", providers.ErrInvalidConfig)
 	}
-	source := cfg.Options[OptSource]
+	source := opts.Source
 	if source == "" {
 		source = DefaultSource
 	}
-	tokenURL := cfg.Options[OptTokenURL]
+	tokenURL := opts.TokenURL
 	if tokenURL == "" {
 		tokenURL = base.Scheme + "://" + base.Host + tokenPath
 	} else if _, err := absoluteURL(tokenURL); err != nil {
-		return nil, fmt.Errorf("%w: propel.%s %q is not an absolute URL", providers.ErrInvalidConfig, OptTokenURL, tokenURL)
+		return nil, fmt.Errorf("%w: propel.tokenURL %q is not an absolute URL", providers.ErrInvalidConfig, tokenURL)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {

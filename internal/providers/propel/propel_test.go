@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -618,10 +619,10 @@ func TestFactory(t *testing.T) {
 		{name: "no clientId", cfg: providers.Config{Credentials: creds("", testSecret)}, wantErr: CredClientID},
 		{name: "no clientSecret", cfg: providers.Config{Credentials: creds("id", "")}, wantErr: "client secret"},
 		{name: "blank clientSecret", cfg: providers.Config{Credentials: map[string][]byte{CredClientID: []byte("id"), CredClientSecret: []byte(" \n")}}, wantErr: "client secret"},
-		{name: "client id under another key", cfg: providers.Config{Credentials: map[string][]byte{"token": []byte(testSecret)}, Options: map[string]string{OptClientIDKey: "appId"}}, wantErr: "appId"},
-		{name: "secret from credentialsRef, id from clientIDKey", cfg: providers.Config{Credentials: map[string][]byte{"appId": []byte("id"), "token": []byte(testSecret)}, Options: map[string]string{OptClientIDKey: "appId"}}},
+		{name: "client id under another key", cfg: providers.Config{Credentials: map[string][]byte{"token": []byte(testSecret)}, Spec: usersv1.ProviderSpec{Propel: &usersv1.PropelOptions{ClientIDKey: "appId"}}}, wantErr: "appId"},
+		{name: "secret from credentialsRef, id from clientIDKey", cfg: providers.Config{Credentials: map[string][]byte{"appId": []byte("id"), "token": []byte(testSecret)}, Spec: usersv1.ProviderSpec{Propel: &usersv1.PropelOptions{ClientIDKey: "appId"}}}},
 		{name: "relative endpoint", cfg: providers.Config{Endpoint: "api.helice.cloud/v2", Credentials: creds("id", testSecret)}, wantErr: "endpoint"},
-		{name: "relative tokenURL", cfg: providers.Config{Credentials: creds("id", testSecret), Options: map[string]string{OptTokenURL: "/oauth2/token"}}, wantErr: OptTokenURL},
+		{name: "relative tokenURL", cfg: providers.Config{Credentials: creds("id", testSecret), Spec: usersv1.ProviderSpec{Propel: &usersv1.PropelOptions{TokenURL: "/oauth2/token"}}}, wantErr: "tokenURL"},
 		{name: "defaults", cfg: providers.Config{Credentials: creds("id", testSecret)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -647,7 +648,7 @@ func TestFactory(t *testing.T) {
 	}
 
 	c, err := Factory{}.New(providers.Config{Credentials: creds("id", "x"), BatchSize: 500,
-		Options: map[string]string{OptSource: "crm", OptTokenURL: "https://auth.example.com/token"}})
+		Spec: usersv1.ProviderSpec{Propel: &usersv1.PropelOptions{Source: "crm", TokenURL: "https://auth.example.com/token"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
