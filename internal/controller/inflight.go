@@ -20,8 +20,9 @@ import (
 // the next attempt must look the user up first. So before a loop sends
 // creates it records, in one small write to the provider's status
 // (status.createsInFlight), the UIDs of the UserSyncs they belong to; it
-// clears them after every result is stored in the UserSyncs' status. A loop
-// that finds a UserSync listed there plans every user of it that has no
+// clears them after every result is stored in the UserSync's status, where
+// planner.ApplyOne has carried the intent into the records (action Create). A
+// loop that finds a UserSync listed there plans every user of it that has no
 // external id as a Retry (planner.Sync.CreatesUncertain).
 //
 // One write of a small object per loop replaces one write per UserSync
@@ -117,22 +118,4 @@ func (r *ProviderReconciler) patchInFlight(ctx context.Context, l *loop, uids []
 		return err
 	}
 	return r.Status().Patch(ctx, l.provider.obj, client.RawPatch(types.MergePatchType, body))
-}
-
-// markUncertain carries the intent of a UserSync listed in flight into the
-// records of its sync si that will be stored, for the users whose create
-// may have reached the vendor without its answer being known: such a record
-// is stored with action Create, which alone makes the planner look the user
-// up before a create. The provider's list can then be cleared with the
-// results.
-func markUncertain(l *loop, si int, recs map[string]planner.Record) {
-	if !l.inFlight[l.syncs[si].obj.UID] {
-		return
-	}
-	for key, rec := range recs {
-		if rec.ExternalID == "" && rec.State == planner.StatePending && rec.Action != string(providers.OpCreate) {
-			rec.Action = string(providers.OpCreate)
-			recs[key] = rec
-		}
-	}
 }

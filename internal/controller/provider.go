@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,7 +69,7 @@ func (r *ProviderReconciler) permits(ctx context.Context, p *providerView, ns st
 	}
 	sel, err := metav1.LabelSelectorAsSelector(p.selector)
 	if err != nil {
-		return false, fmt.Sprintf("ClusterUserProvider %s has an invalid namespaceSelector: %v", p.key.Name, err), nil
+		return false, fmt.Sprintf("ClusterUserProvider %s has an invalid namespaceSelector: %s", p.key.Name, err.Error()), nil
 	}
 	nsObj := &corev1.Namespace{}
 	if err := r.Get(ctx, types.NamespacedName{Name: ns}, nsObj); err != nil {
@@ -114,24 +115,11 @@ func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (pr
 	factory, ok := r.Registry.Get(string(p.spec.Type))
 	if !ok {
 		return nil, nil, &notReady{usersv1.ReasonUnsupportedType,
-			fmt.Sprintf("provider type %s is not supported by this operator (supported: %v)", p.spec.Type, r.Registry.Types())}
+			fmt.Sprintf("provider type %s is not supported by this operator (supported: %s)", p.spec.Type, strings.Join(r.Registry.Types(), ", "))}
 	}
-	secret := &corev1.Secret{}
-	// Read through the API server, not a cache: the operator does not keep
-	// Secrets in memory, and watches only their metadata.
-	if err := r.APIReader.Get(ctx, p.secret, secret); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil, &notReady{usersv1.ReasonSecretNotFound, fmt.Sprintf("Secret %s not found", p.secret)}
-		}
-		if apierrors.IsForbidden(err) {
-			return nil, nil, &notReady{usersv1.ReasonSecretNotFound, fmt.Sprintf("the operator may not read Secret %s", p.secret)}
-		}
-		return nil, nil, fmt.Errorf("getting Secret %s: %w", p.secret, err)
-	}
-	token, ok := secret.Data[p.spec.CredentialsRef.Key]
-	if !ok || len(token) == 0 {
-		return nil, nil, &notReady{usersv1.ReasonSecretKeyNotFound,
-			fmt.Sprintf("Secret %s has no key %q, or it is empty", p.secret, p.spec.CredentialsRef.Key)}
+	secret, err := r.credentials(ctx, p)
+	if err != nil {
+		return nil, nil, err
 	}
 
 	requests, period := factory.DefaultRateLimit()
@@ -160,21 +148,7 @@ func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (pr
 		return e.client, e.transport, nil
 	}
 
-	creds := make(map[string][]byte, len(secret.Data)+1)
-	for k, v := range secret.Data {
-		creds[k] = v
-	}
-	creds["token"] = token
-	cfg := providers.Config{
-		Endpoint:    p.spec.Endpoint,
-		Credentials: creds,
-		Spec:        *p.spec,
-		HTTPClient:  &http.Client{Transport: e.transport, Timeout: r.VendorTimeout},
-	}
-	if p.spec.BatchSize != nil {
-		cfg.BatchSize = int(*p.spec.BatchSize)
-	}
-	c, err := factory.New(cfg)
+	c, err := factory.New(r.clientConfig(p, secret, e.transport))
 	if err != nil {
 		if errors.Is(err, providers.ErrInvalidConfig) {
 			return nil, nil, &notReady{usersv1.ReasonInvalidConfig, err.Error()}
@@ -183,6 +157,49 @@ func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (pr
 	}
 	e.client, e.fingerprint, e.unverified = c, fingerprint, true
 	return c, e.transport, nil
+}
+
+// clientConfig is what the vendor's Factory builds a client from. The
+// Secret's data is passed whole (a vendor may read several keys, such as an
+// OAuth client id), with the key credentialsRef selects as "token".
+func (r *ProviderReconciler) clientConfig(p *providerView, secret *corev1.Secret, tr http.RoundTripper) providers.Config {
+	creds := make(map[string][]byte, len(secret.Data)+1)
+	for k, v := range secret.Data {
+		creds[k] = v
+	}
+	creds["token"] = secret.Data[p.spec.CredentialsRef.Key]
+	cfg := providers.Config{
+		Endpoint:    p.spec.Endpoint,
+		Credentials: creds,
+		Spec:        *p.spec,
+		HTTPClient:  &http.Client{Transport: tr, Timeout: r.VendorTimeout},
+	}
+	if p.spec.BatchSize != nil {
+		cfg.BatchSize = int(*p.spec.BatchSize)
+	}
+	return cfg
+}
+
+// credentials reads the provider's Secret, or says with a *notReady why it
+// cannot be used. The Secret is read through the API server, not a cache:
+// the operator does not keep Secrets in memory, and watches only their
+// metadata.
+func (r *ProviderReconciler) credentials(ctx context.Context, p *providerView) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, p.secret, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &notReady{usersv1.ReasonSecretNotFound, fmt.Sprintf("Secret %s not found", p.secret)}
+		}
+		if apierrors.IsForbidden(err) {
+			return nil, &notReady{usersv1.ReasonSecretNotFound, fmt.Sprintf("the operator may not read Secret %s", p.secret)}
+		}
+		return nil, fmt.Errorf("getting Secret %s: %w", p.secret, err)
+	}
+	if len(secret.Data[p.spec.CredentialsRef.Key]) == 0 {
+		return nil, &notReady{usersv1.ReasonSecretKeyNotFound,
+			fmt.Sprintf("Secret %s has no key %q, or it is empty", p.secret, p.spec.CredentialsRef.Key)}
+	}
+	return secret, nil
 }
 
 // takeUnverified reports whether the provider's client was built from new

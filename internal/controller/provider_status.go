@@ -24,7 +24,7 @@ import (
 // provider at once, not at the next write.
 func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
 	p := l.provider
-	if p == nil || l.vendor == nil || l.ready != nil {
+	if p == nil || l.vendor == nil || l.notReady != nil {
 		return
 	}
 	rebuilt := r.clients.takeUnverified(p.obj.GetUID())
@@ -36,7 +36,7 @@ func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
 	var ae *providers.AuthError
 	switch {
 	case errors.As(err, &ae):
-		l.ready = &notReady{Reason: ae.Reason, Message: ae.Error()}
+		l.notReady = &notReady{Reason: ae.Reason, Message: ae.Error()}
 	case err != nil:
 		logf.FromContext(ctx).V(1).Info("verifying credentials failed", "error", err.Error())
 	}
@@ -58,41 +58,59 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	st := p.status.DeepCopy()
 	st.ObservedGeneration = p.obj.GetGeneration()
 	// Every UserSync's results are stored, with the uncertain creates carried
-	// into their records (markUncertain): the intents are done. p.status
+	// into their records (planner.ApplyOne): the intents are done. p.status
 	// holds what recordCreates wrote, so the patch below removes them.
 	st.CreatesInFlight = nil
+	deleting := countProviderRecords(st, l, outcomes)
+	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting)
+	r.setProviderConditions(l, st, stats)
+
+	if equality.Semantic.DeepEqual(st, p.status) {
+		return nil
+	}
+	now := metav1.NewTime(r.Clock.Now())
+	st.LastSyncTime = &now
+	base := p.obj.DeepCopyObject().(client.Object)
+	*p.status = *st
+	if err := r.Status().Patch(ctx, p.obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("patching status of %s: %w", l.key.index(), err)
+	}
+	l.wrote.Add(1)
+	return nil
+}
+
+// countProviderRecords sets the provider's counters from the loop's records
+// of the UserSyncs it serves, and returns how many of the pending ones are
+// deletions.
+func countProviderRecords(st *usersv1.ProviderStatus, l *loop, outcomes []planner.Outcome) (deleting int) {
 	st.UserSyncs, st.Users, st.Synced, st.Pending, st.Failed = 0, 0, 0, 0, 0
-	deleting := 0
 	for si, v := range l.syncs {
 		if v.refusedReason != "" {
 			continue
 		}
+		t := tallyOf(outcomes[si].Records)
 		st.UserSyncs++
-		for _, rec := range outcomes[si].Records {
-			st.Users++
-			switch rec.State {
-			case planner.StateSynced:
-				st.Synced++
-			case planner.StateFailed:
-				st.Failed++
-			case planner.StateDeleting:
-				deleting++
-				st.Pending++
-			default:
-				st.Pending++
-			}
-		}
+		st.Users += int32(len(outcomes[si].Records))
+		st.Synced += int32(t.synced)
+		st.Failed += int32(t.failed)
+		st.Pending += int32(t.pending + t.deleting)
+		deleting += t.deleting
 	}
-	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting)
-	gen := p.obj.GetGeneration()
+	return deleting
+}
+
+// setProviderConditions sets Ready (with an event when it turns to a new
+// failure) and RateLimited (with an event when the vendor throttled).
+func (r *ProviderReconciler) setProviderConditions(l *loop, st *usersv1.ProviderStatus, stats transportStats) {
+	p, gen := l.provider, l.provider.obj.GetGeneration()
 	ready := metav1.Condition{Type: usersv1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen,
 		Reason: usersv1.ReasonAuthenticated, Message: "credentials resolved and the vendor accepted them"}
-	if l.ready != nil {
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, l.ready.Reason, l.ready.Message
+	if l.notReady != nil {
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, l.notReady.Reason, l.notReady.Message
 	}
-	if prev := meta.FindStatusCondition(st.Conditions, usersv1.ConditionReady); l.ready != nil &&
-		(prev == nil || prev.Reason != l.ready.Reason) && r.Recorder != nil {
-		r.Recorder.Eventf(p.obj, nil, corev1.EventTypeWarning, l.ready.Reason, "Sync", "%s", l.ready.Message)
+	if prev := meta.FindStatusCondition(st.Conditions, usersv1.ConditionReady); l.notReady != nil &&
+		(prev == nil || prev.Reason != l.notReady.Reason) && r.Recorder != nil {
+		r.Recorder.Eventf(p.obj, nil, corev1.EventTypeWarning, l.notReady.Reason, "Sync", "%s", l.notReady.Message)
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 
@@ -107,17 +125,4 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 		}
 	}
 	meta.SetStatusCondition(&st.Conditions, limited)
-
-	if equality.Semantic.DeepEqual(st, p.status) {
-		return nil
-	}
-	now := metav1.NewTime(r.Clock.Now())
-	st.LastSyncTime = &now
-	base := p.obj.DeepCopyObject().(client.Object)
-	*p.status = *st
-	if err := r.Status().Patch(ctx, p.obj, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("patching status of %s: %w", l.key.index(), err)
-	}
-	l.wrote.Add(1)
-	return nil
 }

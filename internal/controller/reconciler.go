@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,22 +117,13 @@ func (c *desiredCache) keep(provider string, entries map[types.UID]desiredEntry)
 	c.byProvider[provider] = entries
 }
 
-// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/finalizers,verbs=update
-// +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders;clusteruserproviders,verbs=get;list;watch
-// +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders/status;clusteruserproviders/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-
 // loop is the state of one sync loop of one provider.
 type loop struct {
 	key      providerKey
 	provider *providerView
 	vendor   providers.Client
 	tr       *limitedTransport
-	ready    *notReady // why the provider cannot be written to; nil if it can
+	notReady *notReady // why the provider cannot be written to; nil when it can
 	syncs    []*syncView
 	now      time.Time
 	// inFlight: the UserSyncs whose creates may have been sent without their
@@ -155,32 +145,24 @@ type syncView struct {
 	input             planner.Sync
 }
 
-// Reconcile runs one sync loop of the provider named by req.
+// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/finalizers,verbs=update
+// +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders;clusteruserproviders,verbs=get;list;watch
+// +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders/status;clusteruserproviders/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile runs one sync loop of the provider named by req: gather the
+// UserSyncs that name it, plan, record the create intents, send, and store
+// every record's result and the provider's status.
 func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest) (result reconcileResult, err error) {
 	l := &loop{key: keyFromRequest(req), now: r.Clock.Now().Truncate(time.Second)}
 	start := time.Now()
 	defer func() { loopDuration.WithLabelValues(l.key.index()).Observe(time.Since(start).Seconds()) }()
-	if l.provider, err = r.getProvider(ctx, l.key); err != nil {
+	if done, err := r.load(ctx, l); done || err != nil {
 		return result, err
-	}
-	if l.provider == nil {
-		if mine, err := r.ownsMissing(ctx, l.key); err != nil || !mine {
-			return result, err
-		}
-		forgetProviderMetrics(l.key.index())
-	}
-	if err := r.gather(ctx, l); err != nil {
-		return result, err
-	}
-	if l.provider != nil {
-		l.vendor, l.tr, err = r.clientFor(ctx, l.provider)
-		var nr *notReady
-		switch {
-		case errors.As(err, &nr):
-			l.ready = nr
-		case err != nil:
-			return result, err
-		}
 	}
 	r.verify(ctx, l)
 	r.loadInFlight(l)
@@ -191,26 +173,9 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 	if err := r.reconcileFinalizers(ctx, l); err != nil {
 		return result, err
 	}
-
-	in, plan := r.plan(l)
-	if err := r.recordCreates(ctx, l, plan); err != nil {
-		return result, err
-	}
-	results, err := r.send(ctx, l, in, plan)
+	in, plan, outcomes, err := r.apply(ctx, l)
 	if err != nil {
-		// The vendor refused the credentials: nothing was learned, hold
-		// everything with the reason.
-		var ae *providers.AuthError
-		if !errors.As(err, &ae) {
-			return result, err
-		}
-		l.ready = &notReady{Reason: ae.Reason, Message: ae.Error()}
-		in, plan = r.plan(l)
-		results = nil
-	}
-	outcomes := planner.ApplyByID(in, plan, results)
-	for si := range outcomes {
-		markUncertain(l, si, outcomes[si].Records)
+		return result, err
 	}
 	countWrites(l.key.index(), plan, outcomes)
 	var stats transportStats
@@ -226,6 +191,57 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest
 	nextRetry := planner.NextRetry(outcomes, r.Backoff)
 	r.idle.done(l, inputs, l.settled(len(plan.Changes)), nextRetry)
 	return r.requeue(l, nextRetry), nil
+}
+
+// load reads the provider, the UserSyncs that name it and the vendor client
+// into l. done is true when there is nothing for this operator to do: the
+// provider is missing and another release reports on it.
+func (r *ProviderReconciler) load(ctx context.Context, l *loop) (done bool, err error) {
+	if l.provider, err = r.getProvider(ctx, l.key); err != nil {
+		return false, err
+	}
+	if l.provider == nil {
+		if mine, err := r.ownsMissing(ctx, l.key); err != nil || !mine {
+			return true, err
+		}
+		forgetProviderMetrics(l.key.index())
+	}
+	if err := r.gather(ctx, l); err != nil {
+		return false, err
+	}
+	if l.provider != nil {
+		l.vendor, l.tr, err = r.clientFor(ctx, l.provider)
+		var nr *notReady
+		switch {
+		case errors.As(err, &nr):
+			l.notReady = nr
+		case err != nil:
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// apply plans the loop, records its create intents, sends its changes and
+// folds the vendor's results into each UserSync's records.
+func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input, planner.Plan, []planner.Outcome, error) {
+	in, plan := r.plan(l)
+	if err := r.recordCreates(ctx, l, plan); err != nil {
+		return in, plan, nil, err
+	}
+	results, err := r.send(ctx, l, in, plan)
+	if err != nil {
+		// The vendor refused the credentials: nothing was learned, hold
+		// everything with the reason.
+		var ae *providers.AuthError
+		if !errors.As(err, &ae) {
+			return in, plan, nil, err
+		}
+		l.notReady = &notReady{Reason: ae.Reason, Message: ae.Error()}
+		in, plan = r.plan(l)
+		results = nil
+	}
+	return in, plan, planner.ApplyByID(in, plan, results), nil
 }
 
 // gather lists the UserSyncs this provider serves and decides, for each,
@@ -293,18 +309,11 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 
 			CreatesUncertain: l.inFlight[us.UID],
 		}
-		switch {
-		case v.refusedReason != "":
-			if s.Removed {
-				// Nothing can be deleted through a provider that is gone or
-				// refuses this namespace: forget the records.
-				s.Delete = false
-			}
-			s.Hold = &planner.Hold{Reason: v.refusedReason, Message: v.refusedMessage}
-		case l.ready != nil:
-			s.Hold = &planner.Hold{Reason: usersv1.ReasonProviderNotReady, Message: l.ready.Message}
-		case us.Spec.Suspend:
-			s.Hold = &planner.Hold{Reason: usersv1.ReasonSuspended, Message: "spec.suspend is true"}
+		s.Hold = l.holdOf(v)
+		if v.refusedReason != "" && s.Removed {
+			// Nothing can be deleted through a provider that is gone or
+			// refuses this namespace: forget the records.
+			s.Delete = false
 		}
 		if r.DeletionGuard != nil && s.Delete {
 			g := *r.DeletionGuard
@@ -352,31 +361,21 @@ func desiredUsers(us *usersv1.UserSync, vendor providers.Client) []planner.Desir
 	return out
 }
 
-// applyWithAttributes applies changes (of plan.Changes) with the
-// attributes of their users, from the spec the plan was made from, built
-// only for the changes of this call and dropped after it: at 100,000 new
-// users they would be a third of the loop's memory.
-func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, changes []providers.Change) ([]providers.Result, error) {
+// applyWithAttributes sends plan.Changes[start:end] in one Apply. The
+// changes are copied with the attributes of their users, from the spec the
+// plan was made from: the copy lives for this call only, so at 100,000 new
+// users the attributes never all sit in memory at once (see desiredCache).
+func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, start, end int) ([]providers.Result, error) {
+	changes := make([]providers.Change, end-start)
 	for i := range changes {
-		ch := &changes[i]
-		if ch.Op == providers.OpDelete {
-			continue
+		ch := plan.Changes[start+i]
+		if ch.Op != providers.OpDelete {
+			it := plan.ChangeItem(start + i)
+			ch.User.Attributes = toProviderUser(&l.syncs[it.Sync].obj.Spec.Users[it.Index]).Attributes
 		}
-		it := planItem(plan, *ch)
-		ch.User.Attributes = toProviderUser(&l.syncs[it.Sync].obj.Spec.Users[it.Index]).Attributes
+		changes[i] = ch
 	}
-	defer func() {
-		for i := range changes {
-			changes[i].User.Attributes = nil
-		}
-	}()
 	return l.vendor.Apply(ctx, changes)
-}
-
-// planItem is the item of a change: Change.ID indexes Items.
-func planItem(plan planner.Plan, ch providers.Change) *planner.Item {
-	n, _ := strconv.Atoi(ch.ID)
-	return &plan.Items[n]
 }
 
 // attributeName is the rule for attribute names that the CRD cannot
@@ -439,7 +438,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 		size = c.ChunkSize()
 	}
 	if size >= len(plan.Changes) {
-		res, err := applyWithAttributes(vctx, l, plan, plan.Changes)
+		res, err := applyWithAttributes(vctx, l, plan, 0, len(plan.Changes))
 		return planner.IndexResults(res), err
 	}
 
@@ -448,8 +447,8 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	for i := range last {
 		last[i] = -1
 	}
-	for pos, ch := range plan.Changes {
-		last[planItem(plan, ch).Sync] = pos
+	for pos := range plan.Changes {
+		last[plan.ChangeItem(pos).Sync] = pos
 	}
 	early := r.newStatusWriter(ctx, l, in, plan)
 	defer func() {
@@ -460,21 +459,17 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	byID := make(map[string]providers.Result, len(plan.Changes))
 	for start := 0; start < len(plan.Changes); start += size {
 		end := min(start+size, len(plan.Changes))
-		res, err := applyWithAttributes(vctx, l, plan, plan.Changes[start:end])
+		res, err := applyWithAttributes(vctx, l, plan, start, end)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range res {
-			byID[r.ID] = r
+		for _, res := range res {
+			byID[res.ID] = res
 		}
 		for pos := start; pos < end; pos++ {
-			si := planItem(plan, plan.Changes[pos]).Sync
-			if last[si] != pos {
-				continue
+			if si := plan.ChangeItem(pos).Sync; last[si] == pos {
+				early.write(si, planner.ApplyOne(in, plan, si, byID).Records)
 			}
-			recs := planner.ApplyOne(in, plan, si, byID).Records
-			markUncertain(l, si, recs)
-			early.write(si, recs)
 		}
 	}
 	return byID, nil
@@ -484,7 +479,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 // for a provider that is not ready, else the resync interval.
 func (r *ProviderReconciler) requeue(l *loop, nextRetry time.Time) reconcileResult {
 	after := r.ResyncInterval
-	if l.ready != nil && r.NotReadyRequeue < after {
+	if l.notReady != nil && r.NotReadyRequeue < after {
 		after = r.NotReadyRequeue
 	}
 	if !nextRetry.IsZero() {

@@ -9,20 +9,47 @@ import (
 	"github.com/usersync/usersync-operator/internal/planner"
 )
 
+// recordOf is a stored result as the planner's record: the one mapping
+// from the API's RecordResult (storedResult is its inverse).
+func recordOf(r *usersv1.RecordResult) planner.Record {
+	rec := planner.Record{Key: r.Key, ExternalID: r.ExternalID, State: string(r.State), Action: r.Action,
+		Reason: r.Reason, Message: r.Message, Attempts: r.Attempts, Hash: r.Hash}
+	if r.LastSyncTime != nil {
+		rec.LastAttempt = r.LastSyncTime.Time
+	}
+	return rec
+}
+
+// storedResult is a record of provider ref as the API stores it.
+func storedResult(ref string, rec *planner.Record) usersv1.RecordResult {
+	r := usersv1.RecordResult{Provider: ref, Key: rec.Key, ExternalID: rec.ExternalID,
+		State: usersv1.RecordState(rec.State), Action: rec.Action, Reason: rec.Reason,
+		Message: rec.Message, Attempts: rec.Attempts, Hash: rec.Hash}
+	if !rec.LastAttempt.IsZero() {
+		t := metav1.NewTime(rec.LastAttempt)
+		r.LastSyncTime = &t
+	}
+	return r
+}
+
+// sameRecord reports whether a stored result says what a record says (the
+// times compared as instants: a stored time carries another location).
+func sameRecord(r *usersv1.RecordResult, rec planner.Record) bool {
+	have := recordOf(r)
+	if !have.LastAttempt.Equal(rec.LastAttempt) {
+		return false
+	}
+	have.LastAttempt = rec.LastAttempt
+	return have == rec
+}
+
 // recordsOf returns one provider's records of a UserSync's status, by key.
 func recordsOf(us *usersv1.UserSync, ref string) map[string]planner.Record {
 	out := map[string]planner.Record{}
 	for i := range us.Status.Results {
-		r := &us.Status.Results[i]
-		if r.Provider != ref {
-			continue
+		if r := &us.Status.Results[i]; r.Provider == ref {
+			out[r.Key] = recordOf(r)
 		}
-		rec := planner.Record{Key: r.Key, ExternalID: r.ExternalID, State: string(r.State), Action: r.Action,
-			Reason: r.Reason, Message: r.Message, Attempts: r.Attempts, Hash: r.Hash}
-		if r.LastSyncTime != nil {
-			rec.LastAttempt = r.LastSyncTime.Time
-		}
-		out[r.Key] = rec
 	}
 	return out
 }
@@ -33,14 +60,7 @@ func toResults(us *usersv1.UserSync, ref string, recs map[string]planner.Record)
 	out := make([]usersv1.RecordResult, 0, len(recs))
 	seen := make(map[string]struct{}, len(recs))
 	add := func(rec planner.Record) {
-		r := usersv1.RecordResult{Provider: ref, Key: rec.Key, ExternalID: rec.ExternalID,
-			State: usersv1.RecordState(rec.State), Action: rec.Action, Reason: rec.Reason,
-			Message: rec.Message, Attempts: rec.Attempts, Hash: rec.Hash}
-		if !rec.LastAttempt.IsZero() {
-			t := metav1.NewTime(rec.LastAttempt)
-			r.LastSyncTime = &t
-		}
-		out = append(out, r)
+		out = append(out, storedResult(ref, &rec))
 		seen[rec.Key] = struct{}{}
 	}
 	for i := range us.Spec.Users {
@@ -109,8 +129,15 @@ func mergeProvider(us *usersv1.UserSync, ref string, results []usersv1.RecordRes
 	}
 	us.Status.Results = merged
 
-	entries := make([]usersv1.ProviderSyncStatus, 0, len(us.Status.Providers)+1)
-	for _, e := range us.Status.Providers {
+	us.Status.Providers = mergeEntry(us.Status.Providers, ref, entry, sortRefs)
+}
+
+// mergeEntry replaces provider ref's line in entries (nil: removes it), in
+// the order sortRefs gives.
+func mergeEntry(old []usersv1.ProviderSyncStatus, ref string, entry *usersv1.ProviderSyncStatus,
+	sortRefs func([]string)) []usersv1.ProviderSyncStatus {
+	entries := make([]usersv1.ProviderSyncStatus, 0, len(old)+1)
+	for _, e := range old {
 		if e.Provider != ref {
 			entries = append(entries, e)
 		}
@@ -124,7 +151,7 @@ func mergeProvider(us *usersv1.UserSync, ref string, results []usersv1.RecordRes
 		return refs[0] == entries[a].Provider && entries[a].Provider != entries[b].Provider
 	})
 	if len(entries) == 0 {
-		entries = nil
+		return nil
 	}
-	us.Status.Providers = entries
+	return entries
 }

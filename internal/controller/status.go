@@ -16,7 +16,29 @@ import (
 // nil, are the spec's users already hashed (for us.Generation): hashing
 // 500 users again for every status write was most of a write's cost.
 func summarize(us *usersv1.UserSync, users []planner.Desired) {
-	gen := us.Generation
+	c := countRecords(us, users)
+	us.Status.Summary = c.Summary
+	p := readProviders(us)
+	if p.allObserved {
+		us.Status.ObservedGeneration = us.Generation
+	}
+	setConditions(us, c, p)
+}
+
+// recordCounts is what a UserSync's records say, over every provider.
+type recordCounts struct {
+	usersv1.Summary
+	// leftover counts the records left to delete or forget: of users no
+	// longer declared, of providers no longer listed, or of a deleted
+	// UserSync.
+	leftover int32
+	// firstFailure is a failed record of the current spec, if any.
+	firstFailure *usersv1.RecordResult
+}
+
+// countRecords counts the records of every listed provider that are synced
+// or failed with the declared content (a record of an older hash is pending).
+func countRecords(us *usersv1.UserSync, users []planner.Desired) recordCounts {
 	hashes := make(map[string]string, len(us.Spec.Users))
 	if len(users) == len(us.Spec.Users) {
 		for i := range users {
@@ -32,106 +54,85 @@ func summarize(us *usersv1.UserSync, users []planner.Desired) {
 		listed[ref.String()] = true
 	}
 	deleting := !us.DeletionTimestamp.IsZero()
-
-	var s usersv1.Summary
-	var leftover int32
-	var firstFailure *usersv1.RecordResult
+	var c recordCounts
 	for i := range us.Status.Results {
 		r := &us.Status.Results[i]
 		h, declared := hashes[r.Key]
-		if deleting || !declared || !listed[r.Provider] {
-			leftover++
-			continue
-		}
 		switch {
+		case deleting || !declared || !listed[r.Provider]:
+			c.leftover++
 		case r.State == usersv1.StateSynced && r.Hash == h:
-			s.Synced++
+			c.Synced++
 		case r.State == usersv1.StateFailed && r.Hash == h:
-			s.Failed++
-			if firstFailure == nil {
-				firstFailure = r
+			c.Failed++
+			if c.firstFailure == nil {
+				c.firstFailure = r
 			}
 		}
 	}
 	if !deleting {
-		s.Desired = int32(len(us.Spec.Users) * len(us.Spec.ProviderRefs))
+		c.Desired = int32(len(us.Spec.Users) * len(us.Spec.ProviderRefs))
 	}
-	s.Pending = s.Desired - s.Synced - s.Failed
-	us.Status.Summary = s
+	c.Pending = c.Desired - c.Synced - c.Failed
+	return c
+}
 
-	// Every listed provider must have seen this generation.
-	allObserved := true
-	var unusable, noDelete *usersv1.ProviderSyncStatus
+// providerLines is what the listed providers' lines in status.providers say.
+type providerLines struct {
+	// allObserved: every listed provider has synced this generation.
+	allObserved bool
+	// blocked is the first line whose reason stops the UserSync (blocking);
+	// noDelete the first that cannot honour deletionPolicy Delete.
+	blocked, noDelete *usersv1.ProviderSyncStatus
+}
+
+func readProviders(us *usersv1.UserSync) providerLines {
 	entries := map[string]*usersv1.ProviderSyncStatus{}
 	for i := range us.Status.Providers {
 		entries[us.Status.Providers[i].Provider] = &us.Status.Providers[i]
 	}
+	p := providerLines{allObserved: true}
 	for _, ref := range us.Spec.ProviderRefs {
 		e := entries[ref.String()]
-		if e == nil || e.ObservedGeneration != gen {
-			allObserved = false
-			continue
-		}
-		switch e.Reason {
-		case usersv1.ReasonProviderNotFound, usersv1.ReasonNotPermitted, usersv1.ReasonProviderNotReady, usersv1.ReasonDeletionHeld:
-			if unusable == nil {
-				unusable = e
-			}
-		case usersv1.ReasonDeletionUnsupported:
-			if noDelete == nil {
-				noDelete = e
-			}
+		switch {
+		case e == nil || e.ObservedGeneration != us.Generation:
+			p.allObserved = false
+		case blocking(e.Reason) && p.blocked == nil:
+			p.blocked = e
+		case e.Reason == usersv1.ReasonDeletionUnsupported && p.noDelete == nil:
+			p.noDelete = e
 		}
 	}
-	if allObserved {
-		us.Status.ObservedGeneration = gen
-	}
+	return p
+}
 
+// setConditions sets Ready, Progressing, Degraded and Suspended.
+func setConditions(us *usersv1.UserSync, c recordCounts, p providerLines) {
 	set := func(t string, st metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&us.Status.Conditions, metav1.Condition{Type: t, Status: st,
-			Reason: reason, Message: msg, ObservedGeneration: gen})
+			Reason: reason, Message: msg, ObservedGeneration: us.Generation})
 	}
-	switch {
-	case deleting:
-		set(usersv1.ConditionReady, metav1.ConditionFalse, usersv1.ReasonDeleting,
-			fmt.Sprintf("the UserSync is being deleted: %d records left to delete or forget", leftover))
-	case unusable != nil:
-		set(usersv1.ConditionReady, metav1.ConditionFalse, unusable.Reason, unusable.Message)
-	case us.Spec.Suspend && (s.Pending > 0 || leftover > 0):
-		set(usersv1.ConditionReady, metav1.ConditionFalse, usersv1.ReasonSuspended,
-			fmt.Sprintf("spec.suspend is true: %d records wait", s.Pending+leftover))
-	case !allObserved:
-		set(usersv1.ConditionReady, metav1.ConditionFalse, usersv1.ReasonPending,
-			fmt.Sprintf("generation %d is not yet synced by every provider", gen))
-	case s.Synced == s.Desired && leftover == 0:
-		set(usersv1.ConditionReady, metav1.ConditionTrue, usersv1.ReasonSynced,
-			fmt.Sprintf("all %d records are synced", s.Desired))
-	case s.Failed > 0:
-		set(usersv1.ConditionReady, metav1.ConditionFalse, usersv1.ReasonFailed,
-			fmt.Sprintf("%d of %d records failed, %d pending", s.Failed, s.Desired, s.Pending))
-	default:
-		set(usersv1.ConditionReady, metav1.ConditionFalse, usersv1.ReasonPending,
-			fmt.Sprintf("%d of %d records pending, %d to delete", s.Pending, s.Desired, leftover))
-	}
+	st, reason, msg := readyCondition(us, c, p)
+	set(usersv1.ConditionReady, st, reason, msg)
 
-	if (s.Pending > 0 || leftover > 0 || !allObserved) && !us.Spec.Suspend {
+	if (c.Pending > 0 || c.leftover > 0 || !p.allObserved) && !us.Spec.Suspend {
 		set(usersv1.ConditionProgressing, metav1.ConditionTrue, usersv1.ReasonPending,
-			fmt.Sprintf("%d records to write, %d to delete or forget", s.Pending, leftover))
+			fmt.Sprintf("%d records to write, %d to delete or forget", c.Pending, c.leftover))
 	} else {
 		set(usersv1.ConditionProgressing, metav1.ConditionFalse, usersv1.ReasonSynced, "no write is pending")
 	}
 
 	switch {
-	case unusable != nil:
-		set(usersv1.ConditionDegraded, metav1.ConditionTrue, unusable.Reason,
-			fmt.Sprintf("provider %s: %s", unusable.Provider, unusable.Message))
-	case firstFailure != nil:
+	case p.blocked != nil:
+		set(usersv1.ConditionDegraded, metav1.ConditionTrue, p.blocked.Reason,
+			fmt.Sprintf("provider %s: %s", p.blocked.Provider, p.blocked.Message))
+	case c.firstFailure != nil:
 		set(usersv1.ConditionDegraded, metav1.ConditionTrue, usersv1.ReasonFailed,
-			planner.Truncate(fmt.Sprintf("%d records failed; first: %s key %s: %s", s.Failed,
-				firstFailure.Provider, firstFailure.Key, firstFailure.Message), 1024))
-	case noDelete != nil:
-		set(usersv1.ConditionDegraded, metav1.ConditionTrue, noDelete.Reason,
-			fmt.Sprintf("provider %s: %s", noDelete.Provider, noDelete.Message))
+			planner.Truncate(fmt.Sprintf("%d records failed; first: %s key %s: %s", c.Failed,
+				c.firstFailure.Provider, c.firstFailure.Key, c.firstFailure.Message), maxConditionMessage))
+	case p.noDelete != nil:
+		set(usersv1.ConditionDegraded, metav1.ConditionTrue, p.noDelete.Reason,
+			fmt.Sprintf("provider %s: %s", p.noDelete.Provider, p.noDelete.Message))
 	default:
 		set(usersv1.ConditionDegraded, metav1.ConditionFalse, usersv1.ReasonProvidersHealthy, "no record failed")
 	}
@@ -142,4 +143,28 @@ func summarize(us *usersv1.UserSync, users []planner.Desired) {
 	} else {
 		meta.RemoveStatusCondition(&us.Status.Conditions, usersv1.ConditionSuspended)
 	}
+}
+
+// readyCondition is the Ready condition's status, reason and message.
+func readyCondition(us *usersv1.UserSync, c recordCounts, p providerLines) (metav1.ConditionStatus, string, string) {
+	switch {
+	case !us.DeletionTimestamp.IsZero():
+		return metav1.ConditionFalse, usersv1.ReasonDeleting,
+			fmt.Sprintf("the UserSync is being deleted: %d records left to delete or forget", c.leftover)
+	case p.blocked != nil:
+		return metav1.ConditionFalse, p.blocked.Reason, p.blocked.Message
+	case us.Spec.Suspend && (c.Pending > 0 || c.leftover > 0):
+		return metav1.ConditionFalse, usersv1.ReasonSuspended,
+			fmt.Sprintf("spec.suspend is true: %d records wait", c.Pending+c.leftover)
+	case !p.allObserved:
+		return metav1.ConditionFalse, usersv1.ReasonPending,
+			fmt.Sprintf("generation %d is not yet synced by every provider", us.Generation)
+	case c.Synced == c.Desired && c.leftover == 0:
+		return metav1.ConditionTrue, usersv1.ReasonSynced, fmt.Sprintf("all %d records are synced", c.Desired)
+	case c.Failed > 0:
+		return metav1.ConditionFalse, usersv1.ReasonFailed,
+			fmt.Sprintf("%d of %d records failed, %d pending", c.Failed, c.Desired, c.Pending)
+	}
+	return metav1.ConditionFalse, usersv1.ReasonPending,
+		fmt.Sprintf("%d of %d records pending, %d to delete", c.Pending, c.Desired, c.leftover)
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -154,8 +155,8 @@ func (w *statusWriter) fail(err error) {
 // wait waits for every write and returns what failed.
 func (w *statusWriter) wait() error {
 	w.wg.Wait()
-	if len(w.errs) > 0 {
-		return fmt.Errorf("writing UserSync statuses: %v", w.errs)
+	if err := errors.Join(w.errs...); err != nil {
+		return fmt.Errorf("writing UserSync statuses: %w", err)
 	}
 	return nil
 }
@@ -170,57 +171,13 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 	if old := currentEntry(v.obj, l.key.ref()); old != nil {
 		e.LastSyncTime = old.LastSyncTime
 	}
-	var pending, failed, deleting, held int
-	var firstDelete, heldMessage string
-	for _, rec := range recs {
-		switch rec.State {
-		case planner.StatePending:
-			pending++
-		case planner.StateFailed:
-			failed++
-		case planner.StateDeleting:
-			deleting++
-			if rec.Reason == planner.ReasonDeletionHeld {
-				held++
-				heldMessage = rec.Message
-			} else if firstDelete == "" {
-				firstDelete = rec.Message
-			}
-		}
-	}
+	t := tallyOf(recs)
 	missing := 0
 	if v.listed && v.obj.DeletionTimestamp.IsZero() {
-		missing = len(v.obj.Spec.Users) - (len(recs) - deleting)
-		if missing < 0 {
-			missing = 0
-		}
+		// Declared users without a record yet (a new UserSync's first loop).
+		missing = max(len(v.obj.Spec.Users)-(len(recs)-t.deleting), 0)
 	}
-	switch {
-	case v.refusedReason != "":
-		e.Reason, e.Message = v.refusedReason, v.refusedMessage
-	case l.ready != nil:
-		e.Reason, e.Message = usersv1.ReasonProviderNotReady, l.ready.Message
-	case v.obj.Spec.Suspend && pending+deleting+missing > 0:
-		e.Reason, e.Message = usersv1.ReasonSuspended, "spec.suspend is true"
-	case held > 0:
-		e.Reason = usersv1.ReasonDeletionHeld
-		e.Message = planner.Truncate(fmt.Sprintf("%s (kubectl annotate usersync -n %s %s %s)", heldMessage, v.obj.Namespace,
-			v.obj.Name, approveArg(heldMessage)), 1024)
-	case deleting > 0:
-		e.Reason = usersv1.ReasonDeleting
-		e.Message = planner.Truncate(fmt.Sprintf("%d users wait to be deleted at the vendor (last error: %s); "+
-			"set spec.deletionPolicy: Orphan to release them without deleting", deleting, firstDelete), 1024)
-	case failed > 0:
-		e.Reason, e.Message = usersv1.ReasonFailed, fmt.Sprintf("%d records failed", failed)
-	case pending+missing > 0:
-		e.Reason, e.Message = usersv1.ReasonPending, fmt.Sprintf("%d records pending", pending+missing)
-	default:
-		e.Ready = true
-		if v.deleteUnsupported != "" {
-			e.Reason = usersv1.ReasonDeletionUnsupported
-			e.Message = "deletionPolicy Delete cannot be honoured, users removed from spec.users are left at the vendor: " + v.deleteUnsupported
-		}
-	}
+	l.classify(e, v, t, missing)
 	return e
 }
 
@@ -329,18 +286,6 @@ func providerUnchanged(us *usersv1.UserSync, ref string, recs map[string]planner
 		n++
 	}
 	return n == len(recs)
-}
-
-// sameRecord reports whether a stored result says what a record says.
-func sameRecord(r *usersv1.RecordResult, rec planner.Record) bool {
-	if r.ExternalID != rec.ExternalID || string(r.State) != rec.State || r.Action != rec.Action ||
-		r.Reason != rec.Reason || r.Message != rec.Message || r.Attempts != rec.Attempts || r.Hash != rec.Hash {
-		return false
-	}
-	if r.LastSyncTime == nil {
-		return rec.LastAttempt.IsZero()
-	}
-	return r.LastSyncTime.Time.Equal(rec.LastAttempt)
 }
 
 // releaseFinalizer removes the finalizer of a deleted UserSync that no

@@ -50,11 +50,19 @@ func IndexResults(results []providers.Result) map[string]providers.Result {
 // ApplyOne is Apply for the sync si alone, with the results by Change.ID:
 // the engine stores a UserSync's records as soon as all of its changes are
 // answered, while the vendor still works on others.
+//
+// A sync whose creates are uncertain (Sync.CreatesUncertain) or that sent
+// creates in this plan keeps that knowledge in its records: every record
+// still without an external id and Pending gets action Create, which alone
+// makes a later plan look the user up before creating it (the engine's
+// create intents are cleared once these records are stored).
 func ApplyOne(in Input, plan Plan, si int, byID map[string]providers.Result) Outcome {
 	items := plan.Of(si)
 	recs := make(map[string]Record, len(items))
+	creates := in.Syncs[si].CreatesUncertain
 	for i := range items {
 		it := &items[i]
+		creates = creates || it.Kind == Write && it.Change.Op == providers.OpCreate
 		switch it.Kind {
 		case Noop, Wait, Held:
 			recs[it.Key] = it.Record
@@ -70,7 +78,21 @@ func ApplyOne(in Input, plan Plan, si int, byID map[string]providers.Result) Out
 			}
 		}
 	}
+	if creates {
+		markCreates(recs)
+	}
 	return Outcome{Records: recs}
+}
+
+// markCreates gives action Create to the records whose user may have been
+// created at the vendor without the engine learning its id.
+func markCreates(recs map[string]Record) {
+	for key, rec := range recs {
+		if rec.ExternalID == "" && rec.State == StatePending && rec.Action != string(providers.OpCreate) {
+			rec.Action = string(providers.OpCreate)
+			recs[key] = rec
+		}
+	}
 }
 
 // fold returns the record after a write, and false when it is to be forgotten.

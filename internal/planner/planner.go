@@ -87,7 +87,9 @@ type Sync struct {
 	// CreatesUncertain is true when a loop may have sent creates for this
 	// UserSync whose results were never stored (a crash, a lost answer): every
 	// write of a user without an external id is then a Retry, so the client
-	// looks the user up before creating it.
+	// looks the user up before creating it. Apply carries it into the records
+	// (see ApplyOne), so the engine can clear its create intents once they
+	// are stored.
 	CreatesUncertain bool
 }
 
@@ -203,11 +205,19 @@ type Item struct {
 type Plan struct {
 	// Items are grouped by sync, in the order of Input.Syncs (see Of).
 	Items []Item
-	// Changes are the writes to send, in a stable order; Change.ID indexes
-	// Items.
+	// Changes are the writes to send, in a stable order. Change.ID is a
+	// correlation id for the vendor and holds no user data; ChangeItem gives
+	// the item of a change by its position.
 	Changes []providers.Change
 	// ends[si] is the end of the items of sync si in Items.
 	ends []int
+	// items[i] is the index in Items of Changes[i].
+	items []int
+}
+
+// ChangeItem returns the item of Changes[pos] (a pointer into Items).
+func (p Plan) ChangeItem(pos int) *Item {
+	return &p.Items[p.items[pos]]
 }
 
 // Of returns the items of sync si, a sub-slice of Items (not a copy).
@@ -272,6 +282,7 @@ func Compute(in Input) Plan {
 		if it.Kind == Write || it.Kind == Remove {
 			it.Change.ID = strconv.Itoa(i)
 			p.Changes = append(p.Changes, it.Change)
+			p.items = append(p.items, i)
 		}
 	}
 	return p
