@@ -76,9 +76,9 @@ func (l *loop) inputs() uint64 {
 		field(p.obj.GetResourceVersion())
 	}
 	field(fmt.Sprintf("%p", l.vendor))
-	if l.ready != nil {
-		field(l.ready.Reason)
-		field(l.ready.Message)
+	if l.notReady != nil {
+		field(l.notReady.Reason)
+		field(l.notReady.Message)
 	}
 	// The cache lists the UserSyncs in no fixed order; the plan does not
 	// depend on it.
