@@ -407,3 +407,80 @@ func TestPlanOf(t *testing.T) {
 		t.Error("Of out of range is not empty")
 	}
 }
+
+func TestChangeItem(t *testing.T) {
+	a, b, c := desired("a", "a@x.io"), desired("b", "b@x.io"), desired("c", "c@x.io")
+	in := Input{Now: t0, Syncs: []Sync{
+		{Name: "ns/one", Users: []Desired{a}, Records: map[string]Record{"a": synced(a, "1")}},
+		{Name: "ns/two", Delete: true, Users: []Desired{b}, Records: map[string]Record{"c": synced(c, "3")}},
+	}}
+	p := Compute(in)
+	if len(p.Changes) != 2 {
+		t.Fatalf("want 2 changes, got %d", len(p.Changes))
+	}
+	for pos, ch := range p.Changes {
+		it := p.ChangeItem(pos)
+		if it.Change.ID != ch.ID || it.Change.Op != ch.Op || it.Sync != 1 {
+			t.Errorf("ChangeItem(%d) = item %s of sync %d (%s), change %s (%s)", pos, it.Key, it.Sync, it.Change.Op, ch.ID, ch.Op)
+		}
+	}
+}
+
+// A sync whose creates may have reached the vendor unanswered keeps that in
+// its records: every record without an external id that stays Pending gets
+// action Create, so the engine may clear its create intent once they are
+// stored and a later plan still looks the users up.
+func TestApplyCarriesCreateIntents(t *testing.T) {
+	a, b, c := desired("a", "a@x.io"), desired("b", "b@x.io"), desired("c", "c@x.io")
+	hold := &Hold{Reason: "ProviderNotReady", Message: "down"}
+	lost := &providers.RecordError{Uncertain: true, Code: "VendorUnreachable", Message: "no answer"}
+	cases := map[string]struct {
+		sync    Sync
+		results func(p Plan) []providers.Result
+		want    map[string]string // key -> action
+	}{
+		"held sync with an intent": {
+			sync: Sync{Name: "ns/s", Users: []Desired{a, b}, Hold: hold, CreatesUncertain: true,
+				Records: map[string]Record{"b": synced(b, "2")}},
+			want: map[string]string{"a": "Create", "b": "Created"},
+		},
+		"held sync without an intent": {
+			sync: Sync{Name: "ns/s", Users: []Desired{a}, Hold: hold},
+			want: map[string]string{"a": ""},
+		},
+		"creates sent in this plan": {
+			// b waits for its backoff, without an id: its earlier write
+			// may be a create that reached the vendor.
+			sync: Sync{Name: "ns/s", Users: []Desired{a, b, c}, Records: map[string]Record{
+				"b": {Key: "b", State: StatePending, Attempts: 1, LastAttempt: t0, Hash: b.Hash}}},
+			results: func(p Plan) []providers.Result {
+				return []providers.Result{{ID: p.Changes[0].ID, Err: lost}, {ID: p.Changes[1].ID, ExternalID: "3", Action: providers.ActionCreated}}
+			},
+			want: map[string]string{"a": "Create", "b": "Create", "c": "Created"},
+		},
+		"an update answered with an error, no create": {
+			sync: Sync{Name: "ns/s", Users: []Desired{desired("a", "new@x.io")}, Records: map[string]Record{"a": synced(a, "1")}},
+			results: func(p Plan) []providers.Result {
+				return []providers.Result{{ID: p.Changes[0].ID, Err: lost}}
+			},
+			want: map[string]string{"a": "Update"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			in := Input{Now: t0, Backoff: Backoff{Base: time.Second, Max: time.Minute}, Syncs: []Sync{tc.sync}}
+			p := Compute(in)
+			var res []providers.Result
+			if tc.results != nil {
+				res = tc.results(p)
+			}
+			got := map[string]string{}
+			for k, rec := range Apply(in, p, res)[0].Records {
+				got[k] = rec.Action
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("actions (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
