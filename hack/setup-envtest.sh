@@ -26,6 +26,13 @@ if have "${DEST}"; then
   echo "${DEST}"; exit 0
 fi
 mkdir -p "${DEST}"
+# One build at a time: parallel test runs (go test of several packages, or
+# several shells) wait for the first and then use its binaries.
+exec 9>"${DEST}.lock"
+flock 9
+if have "${DEST}"; then
+  echo "${DEST}"; exit 0
+fi
 
 if [ -z "${SKIP_SETUP_ENVTEST:-}" ]; then
   log "trying setup-envtest ${K8S_VERSION}"

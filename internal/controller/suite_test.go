@@ -5,8 +5,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,6 +32,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	"github.com/usersync/usersync-operator/internal/providers/propel"
 	"github.com/usersync/usersync-operator/internal/providers/usercom"
+	"github.com/usersync/usersync-operator/internal/testenv"
 )
 
 var (
@@ -44,7 +42,7 @@ var (
 	ctx        context.Context
 	cancel     context.CancelFunc
 	fakes      = newFakeVendors()
-	testScheme = runtime.NewScheme()
+	testScheme *runtime.Scheme
 	// metricsAddr is where the manager serves /metrics.
 	metricsAddr string
 	// operatorLog holds everything the operator logged.
@@ -82,35 +80,15 @@ func TestController(t *testing.T) {
 	RunSpecs(t, "Controller Suite")
 }
 
-// assetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS (what make
-// test sets), else the cache of hack/setup-envtest.sh.
-func assetsDir() string {
-	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		return d
-	}
-	matches, _ := filepath.Glob(filepath.Join("..", "..", "bin", "k8s", "*", "kube-apiserver"))
-	if len(matches) == 0 {
-		return ""
-	}
-	return filepath.Dir(matches[0])
-}
-
 var _ = BeforeSuite(func() {
 	// Debug logging, kept in memory too: secrets_test.go searches it.
 	logf.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(GinkgoWriter, &operatorLog)), zap.UseDevMode(true), zap.Level(zapcore.Level(-5))))
 	ctx, cancel = context.WithCancel(context.TODO())
-	Expect(clientgoscheme.AddToScheme(testScheme)).To(Succeed())
-	Expect(usersv1.AddToScheme(testScheme)).To(Succeed())
-
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assetsDir(),
-	}
 	var err error
-	cfg, err = testEnv.Start()
-	Expect(err).NotTo(HaveOccurred(), "start kube-apiserver and etcd: run 'make envtest' or set KUBEBUILDER_ASSETS")
-	k8s, err = client.New(cfg, client.Options{Scheme: testScheme})
+	testScheme, err = testenv.Scheme()
+	Expect(err).NotTo(HaveOccurred())
+	testEnv = testenv.New()
+	cfg, k8s, err = testenv.Start(testEnv)
 	Expect(err).NotTo(HaveOccurred())
 
 	metricsAddr = freeAddr()

@@ -13,12 +13,10 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/testenv"
 )
 
 var (
@@ -33,17 +31,6 @@ func TestCrash(t *testing.T) {
 	RunSpecs(t, "Crash Suite")
 }
 
-func assetsDir() string {
-	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		return d
-	}
-	matches, _ := filepath.Glob(filepath.Join("..", "..", "bin", "k8s", "*", "kube-apiserver"))
-	if len(matches) == 0 {
-		return ""
-	}
-	return filepath.Dir(matches[0])
-}
-
 var _ = BeforeSuite(func() {
 	dir := GinkgoT().TempDir()
 	binary = filepath.Join(dir, "manager")
@@ -51,19 +38,11 @@ var _ = BeforeSuite(func() {
 	build.Stdout, build.Stderr = GinkgoWriter, GinkgoWriter
 	Expect(build.Run()).To(Succeed(), "building the operator")
 
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assetsDir(),
-		// kube-apiserver drains its watches before it exits.
-		ControlPlaneStopTimeout: 2 * time.Minute,
-	}
-	cfg, err := testEnv.Start()
-	Expect(err).NotTo(HaveOccurred(), "start kube-apiserver and etcd: run 'make envtest' or set KUBEBUILDER_ASSETS")
-	scheme := runtime.NewScheme()
-	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(usersv1.AddToScheme(scheme)).To(Succeed())
-	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	testEnv = testenv.New()
+	// kube-apiserver drains its watches before it exits.
+	testEnv.ControlPlaneStopTimeout = 2 * time.Minute
+	var err error
+	_, k8s, err = testenv.Start(testEnv)
 	Expect(err).NotTo(HaveOccurred())
 
 	user, err := testEnv.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
