@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 // bench runs one point.
@@ -40,17 +41,17 @@ type vendorCalls struct {
 
 func (v vendorCalls) writes() int { return v.creates + v.updates + v.upserts + v.archives }
 
-func countCalls(em *hubspot.Emulator) vendorCalls {
+func countCalls(em *hsemu.Emulator) vendorCalls {
 	v := vendorCalls{
-		creates:     em.Calls(hubspot.EndpointCreate),
-		updates:     em.Calls(hubspot.EndpointUpdate),
-		upserts:     em.Calls(hubspot.EndpointUpsert),
-		archives:    em.Calls(hubspot.EndpointArchive),
+		creates:     em.Calls(hsemu.EndpointCreate),
+		updates:     em.Calls(hsemu.EndpointUpdate),
+		upserts:     em.Calls(hsemu.EndpointUpsert),
+		archives:    em.Calls(hsemu.EndpointArchive),
 		throttled:   em.Throttled(),
 		maxInWindow: em.MaxInWindow(),
 	}
-	search := em.Calls(hubspot.EndpointSearch)
-	v.reads = em.Calls(hubspot.EndpointRead) + search + em.Calls(hubspot.EndpointList) + em.Calls(hubspot.EndpointGet)
+	search := em.Calls(hsemu.EndpointSearch)
+	v.reads = em.Calls(hsemu.EndpointRead) + search + em.Calls(hsemu.EndpointList) + em.Calls(hsemu.EndpointGet)
 	v.rateLimited = v.writes() + v.reads - search
 	return v
 }
@@ -119,7 +120,7 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	// the machine the operator is measured on) far more than the operator
 	// itself. The operator never relies on the check; the count of users at
 	// the vendor after convergence shows it created each exactly once.
-	em := hubspot.NewEmulator(hubspot.EmulatorOptions{
+	em := hsemu.New(hsemu.Options{
 		Tokens:          map[string][]string{token: hubspot.DefaultScopes},
 		Latency:         cfg.latency,
 		RateLimit:       emLimit,
@@ -134,7 +135,7 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	}
 	srv := &http.Server{Handler: writes.wrap(em), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	// A backlog: the UserSyncs are all there before the provider can be
 	// used (its Secret comes last), so the clock measures the operator
 	// against the vendor's limit, not the time it takes to create them.
@@ -388,7 +389,7 @@ func (b *bench) waitIdle(ctx context.Context, op *operator) error {
 // the converging loop to the end of the last measured loop; CPU is averaged
 // over the K loops after the first one, from loop end to loop end, so that
 // the window holds exactly K loops and the idle time between them.
-func (b *bench) steadyState(ctx context.Context, op *operator, em *hubspot.Emulator, tables *tableReader, ns string) (*steadyResult, error) {
+func (b *bench) steadyState(ctx context.Context, op *operator, em *hsemu.Emulator, tables *tableReader, ns string) (*steadyResult, error) {
 	k := b.cfg.steadyLoops
 	if err := b.waitIdle(ctx, op); err != nil {
 		return nil, err
@@ -568,7 +569,7 @@ func (w *writeTimes) span() (time.Time, time.Duration) {
 func (w *writeTimes) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		write := false
-		for _, ep := range []string{hubspot.EndpointCreate, hubspot.EndpointUpdate, hubspot.EndpointUpsert, hubspot.EndpointArchive} {
+		for _, ep := range []string{hsemu.EndpointCreate, hsemu.EndpointUpdate, hsemu.EndpointUpsert, hsemu.EndpointArchive} {
 			write = write || (r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/"+ep))
 		}
 		if write {

@@ -35,8 +35,9 @@ import (
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/app"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
-	"github.com/usersync/usersync-operator/internal/providers/propel"
-	"github.com/usersync/usersync-operator/internal/providers/usercom"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
+	propemu "github.com/usersync/usersync-operator/internal/providers/propel/emulator"
+	ucemu "github.com/usersync/usersync-operator/internal/providers/usercom/emulator"
 )
 
 func main() {
@@ -58,8 +59,9 @@ func main() {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr, usercom: *usercomAddr}, *latency, *exitDone, *timeout); err != nil {
+	err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr, usercom: *usercomAddr}, *latency, *exitDone, *timeout)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -99,7 +101,7 @@ func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, l
 	}
 
 	say("starting the HubSpot emulator on http://" + addrs.hubspot)
-	em := hubspot.NewEmulator(hubspot.EmulatorOptions{
+	em := hsemu.New(hsemu.Options{
 		Tokens:  map[string][]string{"demo-hubspot-token": hubspot.DefaultScopes},
 		Latency: latency,
 		// One sample user carries a job title HubSpot refuses, to show how a
@@ -117,7 +119,7 @@ func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, l
 	defer em.Close()
 
 	say("starting the Propel emulator on http://" + addrs.propel)
-	pe := propel.NewEmulator(propel.EmulatorOptions{
+	pe := propemu.New(propemu.Options{
 		Clients: map[string]string{"demo-propel-client": "demo-propel-secret"},
 		Latency: latency,
 	})
@@ -127,11 +129,11 @@ func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, l
 	defer pe.Close()
 
 	say("starting the user.com emulator on http://" + addrs.usercom)
-	ue := usercom.NewEmulator(usercom.EmulatorOptions{
+	ue := ucemu.New(ucemu.Options{
 		Tokens:  []string{"demo-usercom-api-key"},
 		Latency: latency,
 		// The custom attributes the demo app defines.
-		Attributes: map[string]string{"plan": usercom.TypeString, "onCall": usercom.TypeBoolean, "seat": usercom.TypeInteger},
+		Attributes: map[string]string{"plan": ucemu.TypeString, "onCall": ucemu.TypeBoolean, "seat": ucemu.TypeInteger},
 	})
 	if err := ue.StartOn(addrs.usercom); err != nil {
 		return fmt.Errorf("starting the user.com emulator: %w", err)
@@ -227,7 +229,7 @@ func printTable(ctx context.Context, c client.Client) error {
 	}
 	sort.Slice(list.Items, func(a, b int) bool { return list.Items[a].Name < list.Items[b].Name })
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "\n%s\nNAMESPACE\tNAME\tPROVIDERS\tDESIRED\tSYNCED\tFAILED\tREADY\n", time.Now().Format("15:04:05"))
+	_, _ = fmt.Fprintf(w, "\n%s\nNAMESPACE\tNAME\tPROVIDERS\tDESIRED\tSYNCED\tFAILED\tREADY\n", time.Now().Format("15:04:05"))
 	for i := range list.Items {
 		us := &list.Items[i]
 		var provs []string
@@ -239,7 +241,7 @@ func printTable(ctx context.Context, c client.Client) error {
 			ready = string(cond.Status) + " (" + cond.Reason + ")"
 		}
 		s := us.Status.Summary
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", us.Namespace, us.Name, strings.Join(provs, ","), s.Desired, s.Synced, s.Failed, ready)
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", us.Namespace, us.Name, strings.Join(provs, ","), s.Desired, s.Synced, s.Failed, ready)
 	}
 	return w.Flush()
 }

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
-	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 // Bad input the API server cannot refuse is reported in a condition with a
@@ -18,7 +18,7 @@ import (
 var _ = Describe("Bad input the API server accepts", func() {
 	It("is reported with a specific reason on the provider or the record while a valid UserSync keeps syncing", func() {
 		ns := newNamespace(nil)
-		em := hubspotProvider(ns, "good", hubspot.EmulatorOptions{}, nil)
+		em := hubspotProvider(ns, "good", hsemu.Options{}, nil)
 
 		provider := func(name string, typ usersv1.ProviderType, secret, key string) {
 			p := &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},

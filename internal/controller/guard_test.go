@@ -12,13 +12,13 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/planner"
-	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 var _ = Describe("Mass-deletion guard", func() {
 	It("holds a mass deletion with a condition saying how to approve it, deletes exactly the approved set, and guards a deleted UserSync too", func() {
 		ns := newNamespace(nil)
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
+		em := hubspotProvider(ns, "hs", hsemu.Options{}, nil)
 		newSync(ns, "team", users(60, "u"), ref("hs"))
 		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
@@ -32,7 +32,7 @@ var _ = Describe("Mass-deletion guard", func() {
 		Expect(deg.Message).To(ContainSubstring("45 of 60 users would be deleted at once"))
 		Expect(deg.Message).To(ContainSubstring("kubectl annotate usersync -n " + ns + " team " + usersv1.AnnotationApproveDeletions + "="))
 		Expect(resultOf(us, "UserProvider/hs", "u40").Reason).To(Equal(usersv1.ReasonDeletionHeld))
-		Consistently(func() int { return em.Calls(hubspot.EndpointArchive) }, 3*time.Second).Should(BeZero())
+		Consistently(func() int { return em.Calls(hsemu.EndpointArchive) }, 3*time.Second).Should(BeZero())
 		Expect(em.Users()).To(HaveLen(60))
 		Eventually(func() bool {
 			var evs eventsv1.EventList
@@ -51,12 +51,12 @@ var _ = Describe("Mass-deletion guard", func() {
 			keys = append(keys, users(60, "u")[i].Key)
 		}
 		setAnnotation(ns, "team", planner.DeletionToken(keys[1:]))
-		Consistently(func() int { return em.Calls(hubspot.EndpointArchive) }, 3*time.Second).Should(BeZero())
+		Consistently(func() int { return em.Calls(hsemu.EndpointArchive) }, 3*time.Second).Should(BeZero())
 
 		setAnnotation(ns, "team", planner.DeletionToken(keys))
 		Eventually(readyStatus(ns, "team"), 20*time.Second).Should(Equal("True/Synced"))
 		Expect(em.Users()).To(HaveLen(15))
-		Expect(sum(em.Inputs(hubspot.EndpointArchive))).To(Equal(45))
+		Expect(sum(em.Inputs(hsemu.EndpointArchive))).To(Equal(45))
 
 		// Deleting the UserSync is a mass deletion too.
 		Expect(k8s.Delete(ctx, getSync(ns, "team"))).To(Succeed())

@@ -15,20 +15,21 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 const hubspotToken = "pat-na1-e2e-token"
 
 // hubspotProvider starts an emulator and a UserProvider of type HubSpot
 // pointing at it.
-func hubspotProvider(ns, name string, eo hubspot.EmulatorOptions, mutate func(*usersv1.ProviderSpec)) *hubspot.Emulator {
+func hubspotProvider(ns, name string, eo hsemu.Options, mutate func(*usersv1.ProviderSpec)) *hsemu.Emulator {
 	if eo.Tokens == nil {
 		eo.Tokens = map[string][]string{hubspotToken: hubspot.DefaultScopes}
 	}
 	if eo.RateLimit == 0 {
 		eo.RateLimit = -1
 	}
-	em := hubspot.NewEmulator(eo)
+	em := hsemu.New(eo)
 	em.Start()
 	DeferCleanup(em.Close)
 	newSecret(ns, name+"-token", "token", hubspotToken)
@@ -43,9 +44,9 @@ func hubspotProvider(ns, name string, eo hubspot.EmulatorOptions, mutate func(*u
 }
 
 // hubspotWrites counts the write calls the emulator accepted.
-func hubspotWrites(em *hubspot.Emulator) int {
-	return em.Calls(hubspot.EndpointCreate) + em.Calls(hubspot.EndpointUpdate) +
-		em.Calls(hubspot.EndpointUpsert) + em.Calls(hubspot.EndpointArchive)
+func hubspotWrites(em *hsemu.Emulator) int {
+	return em.Calls(hsemu.EndpointCreate) + em.Calls(hsemu.EndpointUpdate) +
+		em.Calls(hsemu.EndpointUpsert) + em.Calls(hsemu.EndpointArchive)
 }
 
 func sum(xs []int) int {
@@ -75,12 +76,12 @@ var _ = Describe("HubSpot end to end", func() {
 	BeforeEach(func() { ns = newNamespace(nil) })
 
 	It("creates 220 users of two UserSyncs in 3 batch calls, updates only the 5 changed in one call, and writes nothing when idle", func() {
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{ShuffleResults: true}, nil)
+		em := hubspotProvider(ns, "hs", hsemu.Options{ShuffleResults: true}, nil)
 		newSync(ns, "eng", users(150, "e"), ref("hs"))
 		newSync(ns, "ops", users(70, "o"), ref("hs"))
 		Eventually(readyStatus(ns, "eng"), 30*time.Second).Should(Equal("True/Synced"))
 		Eventually(readyStatus(ns, "ops"), 30*time.Second).Should(Equal("True/Synced"))
-		creates := em.Inputs(hubspot.EndpointCreate)
+		creates := em.Inputs(hsemu.EndpointCreate)
 		GinkgoWriter.Printf("batch/create calls for 220 users: %v\n", creates)
 		Expect(creates).To(HaveLen(3))
 		Expect(sum(creates)).To(Equal(220))
@@ -103,8 +104,8 @@ var _ = Describe("HubSpot end to end", func() {
 			}
 		})
 		Eventually(readyStatus(ns, "eng"), 30*time.Second).Should(Equal("True/Synced"))
-		Eventually(func() []int { return em.Inputs(hubspot.EndpointUpdate) }, 10*time.Second).Should(Equal([]int{5}))
-		Expect(em.Calls(hubspot.EndpointCreate)).To(BeZero())
+		Eventually(func() []int { return em.Inputs(hsemu.EndpointUpdate) }, 10*time.Second).Should(Equal([]int{5}))
+		Expect(em.Calls(hsemu.EndpointCreate)).To(BeZero())
 		u, _ := em.UserByID(resultOf(getSync(ns, "eng"), "UserProvider/hs", "e33").ExternalID)
 		Expect(u.Properties["team"]).To(Equal("platform"))
 
@@ -114,7 +115,7 @@ var _ = Describe("HubSpot end to end", func() {
 	})
 
 	It("archives exactly the removed users under Delete, writes nothing under Orphan, and archives a deleted UserSync's users before releasing it", func() {
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
+		em := hubspotProvider(ns, "hs", hsemu.Options{}, nil)
 		del := newSync(ns, "del", users(8, "d"), ref("hs"))
 		newSync(ns, "orphan", users(4, "o"), ref("hs"))
 		updateSync(ns, "del", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
@@ -138,7 +139,7 @@ var _ = Describe("HubSpot end to end", func() {
 			us.Spec.Users = keep
 		})
 		updateSync(ns, "orphan", func(us *usersv1.UserSync) { us.Spec.Users = us.Spec.Users[:1] })
-		Eventually(func() []int { return em.Inputs(hubspot.EndpointArchive) }, 20*time.Second).Should(Equal([]int{2}))
+		Eventually(func() []int { return em.Inputs(hsemu.EndpointArchive) }, 20*time.Second).Should(Equal([]int{2}))
 		Eventually(readyStatus(ns, "del"), 20*time.Second).Should(Equal("True/Synced"))
 		Eventually(func() []usersv1.RecordResult { return getSync(ns, "orphan").Status.Results }, 20*time.Second).Should(HaveLen(1))
 		Expect(em.Users()).To(HaveLen(10))
@@ -146,14 +147,14 @@ var _ = Describe("HubSpot end to end", func() {
 			u, _ := em.UserByID(id)
 			Expect(u.Archived).To(BeTrue(), removed[id])
 		}
-		Expect(em.Calls(hubspot.EndpointArchive)).To(Equal(1), "Orphan archives nothing")
+		Expect(em.Calls(hsemu.EndpointArchive)).To(Equal(1), "Orphan archives nothing")
 
 		Expect(k8s.Delete(ctx, getSync(ns, "del"))).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "del"}, &usersv1.UserSync{}))
 		}, 30*time.Second).Should(BeTrue())
 		Expect(em.Users()).To(HaveLen(4), "the deleted UserSync's 6 users are archived; the orphaned 4 stay")
-		Expect(sum(em.Inputs(hubspot.EndpointArchive))).To(Equal(8))
+		Expect(sum(em.Inputs(hsemu.EndpointArchive))).To(Equal(8))
 
 		Expect(k8s.Delete(ctx, getSync(ns, "orphan"))).To(Succeed())
 		Eventually(func() bool {
@@ -163,7 +164,7 @@ var _ = Describe("HubSpot end to end", func() {
 	})
 
 	It("fails only the record HubSpot rejects, with HubSpot's message, while the rest of its batch syncs", func() {
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{Reject: func(p map[string]string) (string, string, bool) {
+		em := hubspotProvider(ns, "hs", hsemu.Options{Reject: func(p map[string]string) (string, string, bool) {
 			if strings.Contains(p["team"], "<") {
 				return "VALIDATION_ERROR", "Property values were not valid: team may not contain markup", true
 			}
@@ -178,13 +179,13 @@ var _ = Describe("HubSpot end to end", func() {
 		Expect(string(r.State)).To(Equal("Failed"))
 		Expect(r.Reason).To(Equal("VALIDATION_ERROR"))
 		Expect(r.Message).To(ContainSubstring("team may not contain markup"))
-		Expect(em.Inputs(hubspot.EndpointCreate)).To(Equal([]int{30}))
+		Expect(em.Inputs(hsemu.EndpointCreate)).To(Equal([]int{30}))
 		Expect(em.Users()).To(HaveLen(29))
 		Expect(readyStatus(ns, "team")()).To(HavePrefix("False/"))
 	})
 
 	It("reports a wrong token on the provider, keeps records Pending, and recovers when the Secret is fixed", func() {
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
+		em := hubspotProvider(ns, "hs", hsemu.Options{}, nil)
 		sec := &corev1.Secret{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hs-token"}, sec)).To(Succeed())
 		sec.Data["token"] = []byte("pat-na1-revoked")
@@ -213,7 +214,7 @@ var _ = Describe("HubSpot end to end", func() {
 
 	It("converges when HubSpot throttles, shows it was rate limited, and never exceeds HubSpot's limit", func() {
 		// HubSpot allows 3 calls a second; the provider is told 50.
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{RateLimit: 3, RateWindow: time.Second},
+		em := hubspotProvider(ns, "hs", hsemu.Options{RateLimit: 3, RateWindow: time.Second},
 			func(s *usersv1.ProviderSpec) {
 				s.BatchSize = ptr(int32(25))
 				s.RateLimit = &usersv1.RateLimit{Requests: 50, Period: metav1.Duration{Duration: time.Second}}
@@ -246,7 +247,7 @@ var _ = Describe("A long HubSpot sync under a rate limit", func() {
 		}
 		// HubSpot allows 4 calls in any second, and the provider says so:
 		// 12 calls of 10 need 3 windows.
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{RateLimit: 4, RateWindow: time.Second},
+		em := hubspotProvider(ns, "hs", hsemu.Options{RateLimit: 4, RateWindow: time.Second},
 			func(s *usersv1.ProviderSpec) {
 				s.BatchSize = ptr(int32(10))
 				s.RateLimit = &usersv1.RateLimit{Requests: 4, Period: metav1.Duration{Duration: time.Second}}
@@ -265,7 +266,7 @@ var _ = Describe("A long HubSpot sync under a rate limit", func() {
 			Eventually(readyStatus(ns, n), 20*time.Second).Should(Equal("True/Synced"))
 		}
 		Expect(em.Users()).To(HaveLen(120))
-		Expect(em.Calls(hubspot.EndpointCreate)).To(Equal(12))
+		Expect(em.Calls(hsemu.EndpointCreate)).To(Equal(12))
 		Expect(em.Throttled()).To(BeZero(), "the provider's own limit kept within HubSpot's")
 		Expect(em.MaxInWindow()).To(Equal(4), "every window used whole")
 	})
@@ -274,7 +275,7 @@ var _ = Describe("A long HubSpot sync under a rate limit", func() {
 var _ = Describe("A user moved between UserSyncs", func() {
 	It("is handed over to the UserSync it moved to, not archived, when it is added there before it leaves", func() {
 		ns := newNamespace(nil)
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
+		em := hubspotProvider(ns, "hs", hsemu.Options{}, nil)
 		all := users(10, "m")
 		newSync(ns, "a", all[:6], ref("hs"))
 		newSync(ns, "b", all[6:], ref("hs"))
@@ -297,7 +298,7 @@ var _ = Describe("A user moved between UserSyncs", func() {
 		Eventually(func() int { return len(getSync(ns, "b").Status.Results) }, 30*time.Second).Should(Equal(6))
 		Eventually(readyStatus(ns, "b"), 30*time.Second).Should(Equal("True/Synced"))
 		Eventually(readyStatus(ns, "a"), 30*time.Second).Should(Equal("True/Synced"))
-		Expect(em.Calls(hubspot.EndpointArchive)).To(BeZero(), "a moved user was archived")
+		Expect(em.Calls(hsemu.EndpointArchive)).To(BeZero(), "a moved user was archived")
 		Expect(em.Users()).To(HaveLen(10))
 		for k, id := range ids {
 			Expect(resultOf(getSync(ns, "b"), "UserProvider/hs", k).ExternalID).To(Equal(id), k)

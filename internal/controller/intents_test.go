@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
-	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 // denyStatusWrites makes the API server refuse every write of a UserSync
@@ -64,7 +64,7 @@ var _ = Describe("Create intents", func() {
 		lift := denyStatusWrites()
 		// The emulator accepts duplicate emails: only the operator's lookup
 		// keeps a user from being created twice.
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{DuplicateEmails: true}, nil)
+		em := hubspotProvider(ns, "hs", hsemu.Options{DuplicateEmails: true}, nil)
 		// Wait until the policy is in force (the API server loads it
 		// asynchronously).
 		probe := newSync(ns, "probe", users(1, "probe"), ref("nowhere"))
@@ -79,7 +79,7 @@ var _ = Describe("Create intents", func() {
 		Eventually(func() int { return len(em.Users()) }, 20*time.Second).Should(Equal(30))
 		Expect(providerStatus(ns, "hs").CreatesInFlight).To(ContainElement(string(us.UID)))
 		// The loop retries: it looks the users up and never creates them again.
-		Eventually(func() int { return em.Calls(hubspot.EndpointSearch) }, 20*time.Second).Should(BeNumerically(">=", 1))
+		Eventually(func() int { return em.Calls(hsemu.EndpointSearch) }, 20*time.Second).Should(BeNumerically(">=", 1))
 		Expect(em.Users()).To(HaveLen(30))
 		Expect(getSync(ns, "team").Status.Results).To(BeEmpty())
 
@@ -93,7 +93,7 @@ var _ = Describe("Create intents", func() {
 		}
 		Expect(ids).To(HaveLen(30))
 		Expect(em.Users()).To(HaveLen(30), "no user was created twice")
-		Expect(em.Calls(hubspot.EndpointCreate)).To(Equal(1))
+		Expect(em.Calls(hsemu.EndpointCreate)).To(Equal(1))
 		Eventually(func() []string { return providerStatus(ns, "hs").CreatesInFlight }, 10*time.Second).Should(BeEmpty())
 		// Under Orphan (the default) a UserSync carries no finalizer.
 		Expect(got.Finalizers).To(BeEmpty())

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
-	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 // scrape reads the manager's metrics endpoint.
@@ -60,7 +60,7 @@ next:
 var _ = Describe("Metrics", func() {
 	It("counts a provider's vendor requests, batch sizes, writes and records by state on the metrics endpoint", func() {
 		ns := newNamespace(nil)
-		em := hubspotProvider(ns, "hs", hubspot.EmulatorOptions{Reject: func(p map[string]string) (string, string, bool) {
+		em := hubspotProvider(ns, "hs", hsemu.Options{Reject: func(p map[string]string) (string, string, bool) {
 			return "VALIDATION_ERROR", "no", p["team"] == "bad"
 		}}, nil)
 		us := users(150, "m")
@@ -68,7 +68,7 @@ var _ = Describe("Metrics", func() {
 		newSync(ns, "team", us, ref("hs"))
 		Eventually(func() usersv1.Summary { return getSync(ns, "team").Status.Summary }, 30*time.Second).
 			Should(Equal(usersv1.Summary{Desired: 150, Synced: 149, Failed: 1}))
-		Expect(em.Inputs(hubspot.EndpointCreate)).To(ConsistOf(100, 50))
+		Expect(em.Inputs(hsemu.EndpointCreate)).To(ConsistOf(100, 50))
 
 		provider := "UserProvider/" + ns + "/hs"
 		var fams map[string]*dto.MetricFamily

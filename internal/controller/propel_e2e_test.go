@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
-	"github.com/usersync/usersync-operator/internal/providers/hubspot"
-	"github.com/usersync/usersync-operator/internal/providers/propel"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
+	propemu "github.com/usersync/usersync-operator/internal/providers/propel/emulator"
 )
 
 const (
@@ -27,11 +27,11 @@ const (
 // propelProvider starts an emulator and a UserProvider of type Propel
 // pointing at it. The Secret holds the client id and, under the key
 // credentialsRef selects, the client secret.
-func propelProvider(ns, name string, eo propel.EmulatorOptions) *propel.Emulator {
+func propelProvider(ns, name string, eo propemu.Options) *propemu.Emulator {
 	if eo.Clients == nil {
 		eo.Clients = map[string]string{propelClientID: propelClientSecret}
 	}
-	em := propel.NewEmulator(eo)
+	em := propemu.New(eo)
 	em.Start()
 	DeferCleanup(em.Close)
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-oauth"},
@@ -50,7 +50,7 @@ var _ = Describe("Propel end to end", func() {
 	BeforeEach(func() { ns = newNamespace(nil) })
 
 	It("syncs 250 users in ⌈250/100⌉ bulk calls and resends only the 3 changed in one call", func() {
-		em := propelProvider(ns, "propel", propel.EmulatorOptions{ShuffleResults: true})
+		em := propelProvider(ns, "propel", propemu.Options{ShuffleResults: true})
 		newSync(ns, "team", users(250, "u"), ref("propel"))
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
 		Expect(em.Inputs(propelBulk)).To(Equal([]int{100, 100, 50}))
@@ -74,7 +74,7 @@ var _ = Describe("Propel end to end", func() {
 	})
 
 	It("fails exactly the five records Propel's schema refuses, syncs the other 95, within O(k·log n) calls", func() {
-		em := propelProvider(ns, "propel", propel.EmulatorOptions{})
+		em := propelProvider(ns, "propel", propemu.Options{})
 		us := users(100, "u")
 		bad := []int{4, 27, 50, 73, 96}
 		for _, i := range bad {
@@ -98,7 +98,7 @@ var _ = Describe("Propel end to end", func() {
 	})
 
 	It("refreshes an expired token mid-sync without failing a record, and shows refused client credentials on the provider", func() {
-		em := propelProvider(ns, "propel", propel.EmulatorOptions{})
+		em := propelProvider(ns, "propel", propemu.Options{})
 		newSync(ns, "team", users(20, "u"), ref("propel"))
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
 		tokens := em.Calls("/oauth2/token")
@@ -124,7 +124,7 @@ var _ = Describe("Propel end to end", func() {
 	})
 
 	It("says deletionPolicy Delete cannot be honoured by Propel, forgets removed users instead of pretending, and never blocks deletion", func() {
-		em := propelProvider(ns, "propel", propel.EmulatorOptions{})
+		em := propelProvider(ns, "propel", propemu.Options{})
 		newSync(ns, "team", users(5, "u"), ref("propel"))
 		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
@@ -151,9 +151,9 @@ var _ = Describe("Propel end to end", func() {
 	})
 
 	It("keeps a result per provider for a UserSync on HubSpot and Propel, and a Propel outage leaves the HubSpot records alone", func() {
-		hs := hubspotProvider(ns, "hubspot", hubspot.EmulatorOptions{}, nil)
-		em := propelProvider(ns, "propel", propel.EmulatorOptions{})
-		em.Inject(propelBulk, 503, 9) // three sync loops' worth of failures
+		hs := hubspotProvider(ns, "hubspot", hsemu.Options{}, nil)
+		em := propelProvider(ns, "propel", propemu.Options{})
+		em.Inject(propelBulk, propemu.Fault{Status: 503, Count: 9}) // three sync loops' worth of failures
 		newSync(ns, "team", users(30, "u"), ref("hubspot"), ref("propel"))
 		Eventually(func() string {
 			r := resultOf(getSync(ns, "team"), "UserProvider/propel", "u5")

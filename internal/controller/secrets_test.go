@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
-	"github.com/usersync/usersync-operator/internal/providers/hubspot"
-	"github.com/usersync/usersync-operator/internal/providers/propel"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
+	propemu "github.com/usersync/usersync-operator/internal/providers/propel/emulator"
 )
 
 var _ = Describe("Secrets", func() {
@@ -24,8 +24,8 @@ var _ = Describe("Secrets", func() {
 		ns := newNamespace(nil)
 		const wrongToken = "pat-na1-LEAKCHECK-wrong-token"
 		const wrongSecret = "propel-LEAKCHECK-wrong-secret"
-		hubspotProvider(ns, "hs", hubspot.EmulatorOptions{}, nil)
-		pe := propelProvider(ns, "propel", propel.EmulatorOptions{})
+		hubspotProvider(ns, "hs", hsemu.Options{}, nil)
+		pe := propelProvider(ns, "propel", propemu.Options{})
 		setSecret(ns, "hs-token", "token", wrongToken)
 		setSecret(ns, "propel-oauth", "clientSecret", wrongSecret)
 		newSync(ns, "team", users(10, "s"), ref("hs"), ref("propel"))

@@ -11,13 +11,14 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers/usercom"
+	ucemu "github.com/usersync/usersync-operator/internal/providers/usercom/emulator"
 )
 
 const usercomToken = "usercom-e2e-key-0123456789abcdef"
 
-func usercomProvider(ns, name string, eo usercom.EmulatorOptions, batch int32) *usercom.Emulator {
+func usercomProvider(ns, name string, eo ucemu.Options, batch int32) *ucemu.Emulator {
 	eo.Tokens = []string{usercomToken}
-	em := usercom.NewEmulator(eo)
+	em := ucemu.New(eo)
 	em.Start()
 	DeferCleanup(em.Close)
 	newSecret(ns, name+"-key", "apiKey", usercomToken)
@@ -31,12 +32,12 @@ func usercomProvider(ns, name string, eo usercom.EmulatorOptions, batch int32) *
 	return em
 }
 
-func usercomCalls(em *usercom.Emulator) map[string]int {
+func usercomCalls(em *ucemu.Emulator) map[string]int {
 	return map[string]int{
-		"upsert":  em.Calls(usercom.EndpointUpsert),
-		"mass":    em.Calls(usercom.EndpointMass),
-		"perUser": em.Calls(usercom.EndpointPerUser),
-		"delete":  em.Calls(usercom.EndpointDelete),
+		"upsert":  em.Calls(ucemu.EndpointUpsert),
+		"mass":    em.Calls(ucemu.EndpointMass),
+		"perUser": em.Calls(ucemu.EndpointPerUser),
+		"delete":  em.Calls(ucemu.EndpointDelete),
 	}
 }
 
@@ -45,8 +46,8 @@ var _ = Describe("user.com end to end", func() {
 	BeforeEach(func() { ns = newNamespace(nil) })
 
 	It("syncs 300 users in the fewest calls, sends one mass call for 40 changed plans, and nothing when idle", func() {
-		em := usercomProvider(ns, "uc", usercom.EmulatorOptions{Attributes: map[string]string{
-			"plan": usercom.TypeString, "seat": usercom.TypeInteger}}, 100)
+		em := usercomProvider(ns, "uc", ucemu.Options{Attributes: map[string]string{
+			"plan": ucemu.TypeString, "seat": ucemu.TypeInteger}}, 100)
 		us := users(300, "u")
 		for i := range us {
 			us[i].Attributes = map[string]usersv1.AttributeValue{"plan": usersv1.StringValue("pro")}
@@ -91,7 +92,7 @@ var _ = Describe("user.com end to end", func() {
 	})
 
 	It("fails only the records that use an attribute the app does not define, naming it", func() {
-		em := usercomProvider(ns, "uc", usercom.EmulatorOptions{Attributes: map[string]string{"plan": usercom.TypeString}}, 100)
+		em := usercomProvider(ns, "uc", ucemu.Options{Attributes: map[string]string{"plan": ucemu.TypeString}}, 100)
 		us := users(20, "u")
 		for i := range us {
 			us[i].Attributes = map[string]usersv1.AttributeValue{"plan": usersv1.StringValue("pro")}
@@ -118,7 +119,7 @@ var _ = Describe("user.com end to end", func() {
 	})
 
 	It("deletes removed users by custom id under Delete", func() {
-		em := usercomProvider(ns, "uc", usercom.EmulatorOptions{Attributes: map[string]string{"team": usercom.TypeString}}, 100)
+		em := usercomProvider(ns, "uc", ucemu.Options{Attributes: map[string]string{"team": ucemu.TypeString}}, 100)
 		newSync(ns, "team", users(6, "u"), ref("uc"))
 		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
@@ -126,6 +127,6 @@ var _ = Describe("user.com end to end", func() {
 		Eventually(func() int { return len(em.Users()) }, 20*time.Second).Should(Equal(4))
 		_, ok := em.UserByCustomID("u5")
 		Expect(ok).To(BeFalse())
-		Expect(em.Calls(usercom.EndpointDelete)).To(Equal(2))
+		Expect(em.Calls(ucemu.EndpointDelete)).To(Equal(2))
 	})
 })

@@ -21,6 +21,7 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 const token = "pat-crash-test"
@@ -66,7 +67,7 @@ func userList(prefix string, n int) []usersv1.User {
 // setup creates a namespace with a HubSpot provider on a fresh emulator
 // that accepts duplicate emails (so only the operator can prevent them),
 // and the UserSyncs.
-func setup(em *hubspot.Emulator, syncs, perSync int) (string, map[string]usersv1.User) {
+func setup(em *hsemu.Emulator, syncs, perSync int) (string, map[string]usersv1.User) {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "crash-"}}
 	Expect(k8s.Create(ctx, ns)).To(Succeed())
@@ -107,7 +108,7 @@ func allReady(ns string) func() int {
 
 // verifyExactlyOnce checks the vendor holds each declared user once, with
 // its fields, and that every record points at its own user.
-func verifyExactlyOnce(em *hubspot.Emulator, ns string, want map[string]usersv1.User) {
+func verifyExactlyOnce(em *hsemu.Emulator, ns string, want map[string]usersv1.User) {
 	seen := map[string]int{}
 	for _, u := range em.Users() {
 		email := u.Properties[hubspot.PropEmail]
@@ -139,7 +140,7 @@ func verifyExactlyOnce(em *hubspot.Emulator, ns string, want map[string]usersv1.
 
 var _ = Describe("The operator killed mid-sync", func() {
 	It("creates every user exactly once with its attributes, however often it is SIGKILLed", func() {
-		em := hubspot.NewEmulator(hubspot.EmulatorOptions{Tokens: map[string][]string{token: hubspot.DefaultScopes},
+		em := hsemu.New(hsemu.Options{Tokens: map[string][]string{token: hubspot.DefaultScopes},
 			RateLimit: -1, Latency: 40 * time.Millisecond, DuplicateEmails: true})
 		em.Start()
 		defer em.Close()
@@ -167,11 +168,11 @@ var _ = Describe("The operator killed mid-sync", func() {
 		AddReportEntry("SIGKILLs survived", kills)
 		verifyExactlyOnce(em, ns, want)
 		GinkgoWriter.Printf("creates sent: %d calls, %d searches (lookups after uncertain creates)\n",
-			em.Calls(hubspot.EndpointCreate), em.Calls(hubspot.EndpointSearch))
+			em.Calls(hsemu.EndpointCreate), em.Calls(hsemu.EndpointSearch))
 	})
 
 	It("converges without duplicates when the API server goes away and comes back mid-sync", func() {
-		em := hubspot.NewEmulator(hubspot.EmulatorOptions{Tokens: map[string][]string{token: hubspot.DefaultScopes},
+		em := hsemu.New(hsemu.Options{Tokens: map[string][]string{token: hubspot.DefaultScopes},
 			RateLimit: -1, Latency: 40 * time.Millisecond, DuplicateEmails: true})
 		em.Start()
 		defer em.Close()
@@ -202,7 +203,7 @@ var _ = Describe("The operator killed mid-sync", func() {
 
 var _ = Describe("Two replicas with leader election", func() {
 	It("has one leader write at a time, and the other takes over within the lease when the leader is killed", func() {
-		em := hubspot.NewEmulator(hubspot.EmulatorOptions{Tokens: map[string][]string{token: hubspot.DefaultScopes},
+		em := hsemu.New(hsemu.Options{Tokens: map[string][]string{token: hubspot.DefaultScopes},
 			RateLimit: -1, Latency: 40 * time.Millisecond, DuplicateEmails: true})
 		em.Start()
 		defer em.Close()

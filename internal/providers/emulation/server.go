@@ -19,21 +19,36 @@ import (
 )
 
 // Fault is an injected answer for the next Count calls to an endpoint.
+//
+// The kinds of faults, and how to make them:
+//
+//	429 with Retry-After:  Fault{Status: 429, RetryAfter: "3"}
+//	429 without it:        Fault{Status: 429}
+//	423, 5xx, any status:  Fault{Status: 423}, Fault{Status: 503}
+//	connection reset:      Fault{Reset: true}
+//	commit, then drop:     Fault{Status: 504, AfterApply: true} (or with Reset)
+//	latency:               Fault{Delay: 2 * time.Second} (the real answer, late)
+//	malformed body:        Fault{Body: Malformed} (HTML instead of JSON)
+//	truncated body:        Fault{Body: Truncated} (half of the real answer)
 type Fault struct {
 	// Status is answered with the vendor's error body (Server.ErrorBody).
-	// 0 with Reset or a Body answers 200.
+	// With Body it replaces the answer's status. 0 without Reset or Body
+	// answers the real answer (after Delay).
 	Status int
 	// Count is how many calls get the fault; 0 means one.
 	Count int
 	// AfterApply carries the call out first and then answers the fault
-	// instead of its result: a lost response ("commit then drop").
+	// instead of its result: a lost response ("commit then drop"). The call
+	// is carried out before Delay, so that a client that gives up waiting
+	// still leaves it applied.
 	AfterApply bool
 	// RetryAfter is sent as the Retry-After header when not empty.
 	RetryAfter string
-	// Reset closes the connection without an answer.
+	// Reset closes the connection without an answer (a TCP RST).
 	Reset bool
 	// Delay holds the answer back (a slow vendor; a client timeout shorter
-	// than it sees no answer).
+	// than it sees no answer). Without AfterApply a call whose client gives
+	// up during the delay is not carried out.
 	Delay time.Duration
 	// Body replaces the answer's body: Malformed sends text that is not
 	// JSON, Truncated the first half of the real answer.
@@ -60,8 +75,13 @@ type Server struct {
 	Handler http.Handler
 	// ErrorBody is the vendor's error object for an injected status.
 	ErrorBody func(status int) any
+	// ContentType is the Content-Type of the vendor's JSON answers
+	// ("application/json" when empty); injected error bodies carry it.
+	ContentType string
 	// Latency delays every answer.
 	Latency time.Duration
+	// Limit is the vendor's rate limit, if it has one; see Admit.
+	Limit *RateLimit
 
 	srv *http.Server
 	url string
@@ -148,47 +168,81 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, endpoint string, 
 		h(w, r)
 		return
 	}
+	var rec *recorder
+	if f.AfterApply {
+		rec = record(h, r)
+	}
 	if !Sleep(r, f.Delay) {
 		return
 	}
 	if f.Reset {
-		if f.AfterApply {
-			h(discard{}, r)
-		}
 		reset(w)
 		return
 	}
-	switch f.Body {
-	case Malformed:
-		if f.AfterApply {
-			h(discard{}, r)
+	if f.Body == Truncated && rec == nil {
+		rec = record(h, r)
+	}
+	retryAfter := func() {
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
 		}
+	}
+	switch {
+	case f.Body == Malformed:
+		retryAfter()
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(cmp(f.Status, http.StatusOK))
 		_, _ = w.Write([]byte("<html><body><h1>502 Bad Gateway</h1></body></html>"))
-		return
-	case Truncated:
-		rec := &recorder{header: http.Header{}}
-		h(rec, r)
-		for k, v := range rec.header {
-			w.Header()[k] = v
+	case f.Body == Truncated:
+		rec.replay(w, f.Status, len(rec.body)/2, retryAfter)
+	case f.Status == 0 && rec != nil: // slow, applied first
+		rec.replay(w, 0, len(rec.body), retryAfter)
+	case f.Status == 0: // slow
+		retryAfter()
+		h(w, r)
+	default:
+		retryAfter()
+		var body any = map[string]any{"message": "injected fault"}
+		if s.ErrorBody != nil {
+			body = s.ErrorBody(f.Status)
 		}
-		w.Header().Del("Content-Length")
-		w.WriteHeader(cmp(f.Status, cmp(rec.status, http.StatusOK)))
-		_, _ = w.Write(rec.body[:len(rec.body)/2])
-		return
+		s.WriteJSON(w, f.Status, body)
 	}
-	if f.AfterApply {
-		h(discard{}, r)
+}
+
+// WriteJSON answers v as JSON with status and the vendor's ContentType.
+func (s *Server) WriteJSON(w http.ResponseWriter, status int, v any) {
+	ct := s.ContentType
+	if ct == "" {
+		ct = "application/json"
 	}
-	if f.RetryAfter != "" {
-		w.Header().Set("Retry-After", f.RetryAfter)
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Admit applies the rate limit (Limit) to a call: false means the window
+// is full, and the call is counted as throttled; the vendor then answers
+// its 429. remaining is what is left of the window after the call, -1
+// without a limit.
+func (s *Server) Admit() (remaining int, ok bool) {
+	if s.Limit == nil {
+		return -1, true
 	}
-	var body any = map[string]any{"message": "injected fault"}
-	if s.ErrorBody != nil {
-		body = s.ErrorBody(f.Status)
+	remaining, ok = s.Limit.Admit(time.Now())
+	if !ok {
+		s.Throttle()
 	}
-	WriteJSON(w, f.Status, body)
+	return remaining, ok
+}
+
+// MaxInWindow is the most calls the rate limit admitted within one window
+// since the last ResetCounters; 0 without a limit.
+func (s *Server) MaxInWindow() int {
+	if s.Limit == nil {
+		return 0
+	}
+	return s.Limit.MaxInWindow()
 }
 
 // count logs a call and takes its fault, if one is queued.
@@ -257,6 +311,52 @@ func (s *Server) ResetCounters() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls, s.inputs, s.throttled, s.log = map[string]int{}, map[string][]int{}, 0, nil
+	if s.Limit != nil {
+		s.Limit.resetMax()
+	}
+}
+
+// RateLimit is a rolling-window rate limit: at most Limit calls within any
+// Window.
+type RateLimit struct {
+	Limit  int
+	Window time.Duration
+
+	mu    sync.Mutex
+	times []time.Time // admitted calls within the window
+	most  int
+}
+
+// Admit takes a place in the window for a call at now. ok is false when
+// the window is full; remaining is what is left after the call.
+func (l *RateLimit) Admit(now time.Time) (remaining int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cut := now.Add(-l.Window)
+	i := 0
+	for i < len(l.times) && !l.times[i].After(cut) {
+		i++
+	}
+	l.times = l.times[i:]
+	if len(l.times) >= l.Limit {
+		return 0, false
+	}
+	l.times = append(l.times, now)
+	l.most = max(l.most, len(l.times))
+	return l.Limit - len(l.times), true
+}
+
+// MaxInWindow is the most calls admitted within one window.
+func (l *RateLimit) MaxInWindow() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.most
+}
+
+func (l *RateLimit) resetMax() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.most = 0
 }
 
 // WriteJSON answers v as JSON with status.
@@ -306,13 +406,6 @@ func cmp(v, def int) int {
 	return v
 }
 
-// discard is where the answer of a call whose response is lost goes.
-type discard struct{}
-
-func (discard) Header() http.Header         { return http.Header{} }
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
-func (discard) WriteHeader(int)             {}
-
 // recorder keeps an answer to spoil it.
 type recorder struct {
 	header http.Header
@@ -325,4 +418,27 @@ func (r *recorder) Write(b []byte) (int, error) {
 	r.body = append(r.body, b...)
 	return len(b), nil
 }
-func (r *recorder) WriteHeader(s int) { r.status = s }
+func (r *recorder) WriteHeader(s int) {
+	if r.status == 0 {
+		r.status = s
+	}
+}
+
+// record carries a call out and keeps its answer.
+func record(h http.HandlerFunc, r *http.Request) *recorder {
+	rec := &recorder{header: http.Header{}}
+	h(rec, r)
+	return rec
+}
+
+// replay answers the first n bytes of the recorded answer, with status
+// instead of the recorded one unless 0; before writes headers of its own.
+func (r *recorder) replay(w http.ResponseWriter, status, n int, before func()) {
+	for k, v := range r.header {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	before()
+	w.WriteHeader(cmp(status, cmp(r.status, http.StatusOK)))
+	_, _ = w.Write(r.body[:n])
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
 // Paths under /crm/v3/objects/users.
@@ -24,9 +25,9 @@ const (
 
 // outcome is what one call said about one change.
 type outcome struct {
-	obj *object    // written (or, for an archive, gone)
-	rej *errorBody // refused by HubSpot
-	err *callError // the call failed as a whole
+	obj *object               // written (or, for an archive, gone)
+	rej *errorBody            // refused by HubSpot
+	err *vendorhttp.CallError // the call failed as a whole
 }
 
 // applier holds the results of one Apply.
@@ -116,7 +117,7 @@ func (a *applier) settle(ch providers.Change, o outcome, ok bool, action provide
 		a.set(ch, providers.Result{Err: &providers.RecordError{Uncertain: true, Code: "NoResult",
 			Message: "HubSpot's answer did not mention the record; it will be looked up and retried"}})
 	case o.err != nil:
-		a.set(ch, providers.Result{Err: o.err.record()})
+		a.set(ch, providers.Result{Err: o.err.Record()})
 	case o.rej != nil:
 		a.set(ch, providers.Result{Err: refusal(*o.rej)})
 	case o.obj.ID == "" && action != providers.ActionDeleted:
@@ -245,7 +246,7 @@ func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, mi
 		}
 		ids, err := a.c.searchByProperty(ctx, PropEmail, emails)
 		if err != nil {
-			var ce *callError
+			var ce *vendorhttp.CallError
 			if errors.As(err, &ce) {
 				for _, ch := range part {
 					a.set(ch, providers.Result{Err: &providers.RecordError{Uncertain: true, Code: ce.Code,
@@ -293,12 +294,12 @@ func (a *applier) delete(ctx context.Context, chs []providers.Change) error {
 		}
 		ids, err := c.readByProperty(ctx, c.idProperty, keys)
 		if err != nil {
-			var ce *callError
+			var ce *vendorhttp.CallError
 			if !errors.As(err, &ce) {
 				return err
 			}
 			for _, ch := range part {
-				a.set(ch, providers.Result{Err: ce.record()})
+				a.set(ch, providers.Result{Err: ce.Record()})
 			}
 			continue
 		}
@@ -406,9 +407,10 @@ func (c *Client) writeCall(ctx context.Context, path string, chs []providers.Cha
 		}
 		req.Inputs[i] = in
 	}
-	resp, err := c.do(providers.ObserveCall(ctx, strings.TrimPrefix(path, "/"), len(chs)), http.MethodPost, path, req, idempotent)
+	resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodPost, Path: path, Body: req,
+		Idempotent: idempotent, Endpoint: strings.TrimPrefix(path, "/"), Records: len(chs)})
 	if err != nil {
-		var ce *callError
+		var ce *vendorhttp.CallError
 		if !errors.As(err, &ce) {
 			return err
 		}
@@ -430,7 +432,7 @@ func (c *Client) writeCall(ctx context.Context, path string, chs []providers.Cha
 				br.Results = append(br.Results, object{ID: flexString(req.Inputs[i].ID)})
 			}
 		} else if err := json.Unmarshal(resp.Body, &br); err != nil {
-			ce := &callError{Status: resp.Status, Code: "BadResponse", Uncertain: true,
+			ce := &vendorhttp.CallError{Status: resp.Status, Code: "BadResponse", Uncertain: true,
 				Message: fmt.Sprintf("HubSpot's answer (HTTP %d) could not be read", resp.Status)}
 			for _, ch := range chs {
 				out[ch.ID] = outcome{err: ce}
@@ -439,7 +441,7 @@ func (c *Client) writeCall(ctx context.Context, path string, chs []providers.Cha
 		}
 		c.match(path, chs, req.Inputs, br, out)
 	case http.StatusBadRequest, http.StatusConflict:
-		e := resp.errorBody()
+		e := errorOf(resp.Status, resp.Body)
 		if len(chs) > 1 && splittable(e) {
 			h := len(chs) / 2
 			if err := c.writeCall(ctx, path, chs[:h], idempotent, mk, out); err != nil {
@@ -451,8 +453,8 @@ func (c *Client) writeCall(ctx context.Context, path string, chs []providers.Cha
 			out[ch.ID] = outcome{rej: &e}
 		}
 	default:
-		e := resp.errorBody()
-		ce := &callError{Status: resp.Status, Code: "UnexpectedStatus",
+		e := errorOf(resp.Status, resp.Body)
+		ce := &vendorhttp.CallError{Status: resp.Status, Code: "UnexpectedStatus",
 			Message: fmt.Sprintf("HubSpot answered HTTP %d to %s: %s", resp.Status, path, e.text())}
 		for _, ch := range chs {
 			out[ch.ID] = outcome{err: ce}
@@ -547,20 +549,22 @@ func (c *Client) searchByProperty(ctx context.Context, prop string, values []str
 	}{Filters: []searchFilter{{PropertyName: prop, Operator: "IN", Values: values}}})
 	req.Properties = []string{prop}
 	req.Limit = 100
+	// One lookup is one call of the metrics, however many pages it reads.
 	ctx = providers.ObserveCall(ctx, "search", len(values))
 	for page := 0; page < 100; page++ {
-		resp, err := c.do(ctx, http.MethodPost, pathSearch, req, true)
+		resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodPost, Path: pathSearch, Body: req,
+			Idempotent: true, Endpoint: "search"})
 		if err != nil {
 			return nil, err
 		}
 		if resp.Status != http.StatusOK {
-			e := resp.errorBody()
-			return nil, &callError{Status: resp.Status, Code: "LookupFailed", Uncertain: true,
+			e := errorOf(resp.Status, resp.Body)
+			return nil, &vendorhttp.CallError{Status: resp.Status, Code: "LookupFailed", Uncertain: true,
 				Message: fmt.Sprintf("HubSpot answered HTTP %d to a search: %s", resp.Status, e.text())}
 		}
 		var sr searchResponse
 		if err := json.Unmarshal(resp.Body, &sr); err != nil {
-			return nil, &callError{Code: "BadResponse", Uncertain: true, Message: "HubSpot's search answer could not be read"}
+			return nil, &vendorhttp.CallError{Code: "BadResponse", Uncertain: true, Message: "HubSpot's search answer could not be read"}
 		}
 		for _, r := range sr.Results {
 			v := strings.ToLower(r.prop(prop))
@@ -583,7 +587,8 @@ func (c *Client) readByProperty(ctx context.Context, prop string, values []strin
 	for _, v := range values {
 		req.Inputs = append(req.Inputs, input{ID: v})
 	}
-	resp, err := c.do(providers.ObserveCall(ctx, "batch/read", len(values)), http.MethodPost, pathRead+"?archived=false", req, true)
+	resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodPost, Path: pathRead + "?archived=false", Body: req,
+		Idempotent: true, Endpoint: "batch/read", Records: len(values)})
 	if err != nil {
 		return nil, err
 	}
@@ -592,13 +597,13 @@ func (c *Client) readByProperty(ctx context.Context, prop string, values []strin
 	case http.StatusNotFound:
 		return map[string]string{}, nil
 	default:
-		e := resp.errorBody()
-		return nil, &callError{Status: resp.Status, Code: "LookupFailed",
+		e := errorOf(resp.Status, resp.Body)
+		return nil, &vendorhttp.CallError{Status: resp.Status, Code: "LookupFailed",
 			Message: fmt.Sprintf("HubSpot answered HTTP %d to a read: %s", resp.Status, e.text())}
 	}
 	var br batchResponse
 	if err := json.Unmarshal(resp.Body, &br); err != nil {
-		return nil, &callError{Code: "BadResponse", Message: "HubSpot's read answer could not be read"}
+		return nil, &vendorhttp.CallError{Code: "BadResponse", Message: "HubSpot's read answer could not be read"}
 	}
 	ids := make(map[string]string, len(br.Results))
 	for _, r := range br.Results {

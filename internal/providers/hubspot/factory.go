@@ -1,5 +1,6 @@
 // Package hubspot writes users to HubSpot's CRM v3 `users` object through its
-// batch endpoints, and holds an emulator of that API for tests and the demo.
+// batch endpoints. An emulator of that API, for tests and the demo, is in
+// package hubspot/emulator.
 //
 // Packing. A call carries at most 100 inputs (HubSpot's batch limit). With an
 // idProperty every create and update goes to batch/upsert keyed on it, which
@@ -15,9 +16,12 @@
 //
 // Retries. A create is never repeated blindly: after a lost response the
 // engine resends the change with Retry set, and the client then searches by
-// email before creating. 429, 423, 477 and 5xx are waited out (Retry-After,
-// the rate-limit headers, or HubSpot's documented pauses) on the idempotent
-// endpoints; a 5xx on batch/create is reported as uncertain instead.
+// email before creating. Calls are sent with vendorhttp: 429, 423 and 477
+// are waited out on every endpoint (Retry-After, the rate-limit headers, or
+// HubSpot's documented pauses; the daily limit is not waited for), 5xx and
+// lost answers are resent on the idempotent endpoints only (upsert, update,
+// archive, read, search, list); on batch/create they are reported as
+// uncertain instead.
 //
 // Bad records. A per-record error in a 207 fails that record only. A whole
 // call refused with 400 is split in halves until the bad records are alone,
@@ -27,12 +31,12 @@ package hubspot
 import (
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
 const (
@@ -92,13 +96,17 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 		opts = *cfg.Spec.HubSpot
 	}
 	c := &Client{
-		base:       strings.TrimRight(u.String(), "/") + "/crm/v3/objects/users",
-		token:      token,
+		api: &vendorhttp.Client{
+			Base:   strings.TrimRight(u.String(), "/") + "/crm/v3/objects/users",
+			Vendor: vendor,
+			Creds:  vendorhttp.Bearer(token),
+			HTTP:   cfg.HTTPClient,
+			Policy: policy(),
+			Sleep:  cfg.Sleep,
+		},
 		batch:      cfg.BatchSize,
 		idProperty: opts.IDProperty,
 		idFrom:     opts.IDValueFrom,
-		http:       cfg.HTTPClient,
-		sleep:      cfg.Sleep,
 	}
 	if c.batch <= 0 || c.batch > MaxBatch {
 		c.batch = MaxBatch
@@ -112,12 +120,6 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	}
 	if c.idProperty == "" && opts.IDValueFrom != "" {
 		return nil, fmt.Errorf("%w: hubspot.idValueFrom needs hubspot.idProperty", providers.ErrInvalidConfig)
-	}
-	if c.http == nil {
-		c.http = defaultHTTPClient
-	}
-	if c.sleep == nil {
-		c.sleep = providers.SleepContext
 	}
 	return c, nil
 }
@@ -146,7 +148,7 @@ func (c *Client) idValue(u providers.User) string {
 func (c *Client) properties(u providers.User) map[string]string {
 	p := make(map[string]string, len(u.Attributes)+4)
 	for k, v := range u.Attributes {
-		p[k] = scalar(v)
+		p[k] = providers.Scalar(v)
 	}
 	if u.Email != "" {
 		p[PropEmail] = u.Email
@@ -159,24 +161,4 @@ func (c *Client) properties(u providers.User) map[string]string {
 		}
 	}
 	return p
-}
-
-// scalar renders a JSON scalar the way HubSpot stores it.
-func scalar(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case bool:
-		return strconv.FormatBool(x)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case int:
-		return strconv.Itoa(x)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case nil:
-		return ""
-	default:
-		return fmt.Sprint(x)
-	}
 }

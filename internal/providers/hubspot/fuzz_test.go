@@ -332,7 +332,7 @@ func FuzzErrorBody(f *testing.F) {
 
 // fzErrorBodies are the ways the client decodes an error body.
 func fzErrorBodies(body []byte) []errorBody {
-	out := []errorBody{response{Status: http.StatusBadRequest, Body: body}.errorBody()}
+	out := []errorBody{errorOf(http.StatusBadRequest, body)}
 	var e errorBody
 	if json.Unmarshal(body, &e) == nil {
 		out = append(out, e)

@@ -16,6 +16,8 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 const token = "pat-test-0123456789"
@@ -40,12 +42,12 @@ func (s *sleeps) all() []time.Duration {
 }
 
 type setup struct {
-	em    *Emulator
+	em    *hsemu.Emulator
 	c     *Client
 	sleep *sleeps
 }
 
-func newSetup(t testing.TB, eo EmulatorOptions, opts *usersv1.HubSpotOptions) setup {
+func newSetup(t testing.TB, eo hsemu.Options, opts *usersv1.HubSpotOptions) setup {
 	t.Helper()
 	if eo.Tokens == nil {
 		eo.Tokens = map[string][]string{token: DefaultScopes}
@@ -53,7 +55,7 @@ func newSetup(t testing.TB, eo EmulatorOptions, opts *usersv1.HubSpotOptions) se
 	if eo.RateLimit == 0 {
 		eo.RateLimit = -1
 	}
-	em := NewEmulator(eo)
+	em := hsemu.New(eo)
 	em.Start()
 	t.Cleanup(em.Close)
 	s := &sleeps{}
@@ -115,7 +117,7 @@ func recErr(t testing.TB, r providers.Result) *providers.RecordError {
 
 // checkWritten asserts every change succeeded with the action and that the
 // emulator's user behind its ExternalID carries its email.
-func checkWritten(t *testing.T, em *Emulator, chs []providers.Change, res map[string]providers.Result, action providers.Action) {
+func checkWritten(t *testing.T, em *hsemu.Emulator, chs []providers.Change, res map[string]providers.Result, action providers.Action) {
 	t.Helper()
 	for _, ch := range chs {
 		r := res[ch.ID]
@@ -130,11 +132,11 @@ func checkWritten(t *testing.T, em *Emulator, chs []providers.Change, res map[st
 }
 
 func TestCreateThenUpdateInBatches(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{ShuffleResults: true}, nil)
+	s := newSetup(t, hsemu.Options{ShuffleResults: true}, nil)
 	chs := creates(250)
 	res := apply(t, s.c, chs)
 	checkWritten(t, s.em, chs, res, providers.ActionCreated)
-	if got := sorted(s.em.Inputs(EndpointCreate)); fmt.Sprint(got) != "[50 100 100]" {
+	if got := sorted(s.em.Inputs(hsemu.EndpointCreate)); fmt.Sprint(got) != "[50 100 100]" {
 		t.Fatalf("create calls: %v, want [100 100 50]", got)
 	}
 	u, _ := s.em.UserByID(res["c7"].ExternalID)
@@ -156,10 +158,10 @@ func TestCreateThenUpdateInBatches(t *testing.T) {
 	}
 	res2 := apply(t, s.c, upd)
 	checkWritten(t, s.em, upd, res2, providers.ActionUpdated)
-	if got := s.em.Inputs(EndpointUpdate); fmt.Sprint(got) != "[5]" {
+	if got := s.em.Inputs(hsemu.EndpointUpdate); fmt.Sprint(got) != "[5]" {
 		t.Fatalf("update calls: %v, want [5]", got)
 	}
-	if n := s.em.Calls(EndpointCreate); n != 0 {
+	if n := s.em.Calls(hsemu.EndpointCreate); n != 0 {
 		t.Fatalf("%d creates on update", n)
 	}
 	if u, _ := s.em.UserByID(upd[2].ExternalID); u.Properties["hs_job_title"] != "Manager" {
@@ -168,7 +170,7 @@ func TestCreateThenUpdateInBatches(t *testing.T) {
 }
 
 func TestResultsCorrelatedWithoutOrderOrTraceIDs(t *testing.T) {
-	for _, eo := range []EmulatorOptions{{ShuffleResults: true}, {ShuffleResults: true, OmitTraceIDs: true}} {
+	for _, eo := range []hsemu.Options{{ShuffleResults: true}, {ShuffleResults: true, OmitTraceIDs: true}} {
 		t.Run(fmt.Sprintf("omitTrace=%v", eo.OmitTraceIDs), func(t *testing.T) {
 			s := newSetup(t, eo, nil)
 			chs := creates(30)
@@ -192,7 +194,7 @@ func rejectTitle(props map[string]string) (string, string, bool) {
 func TestRejectedRecordsFailAlone(t *testing.T) {
 	for _, whole := range []bool{false, true} {
 		t.Run(fmt.Sprintf("wholeCall=%v", whole), func(t *testing.T) {
-			s := newSetup(t, EmulatorOptions{Reject: rejectTitle, WholeCallErrors: whole}, nil)
+			s := newSetup(t, hsemu.Options{Reject: rejectTitle, WholeCallErrors: whole}, nil)
 			chs := creates(100)
 			bad := map[string]bool{}
 			for _, i := range []int{3, 47, 98} {
@@ -213,7 +215,7 @@ func TestRejectedRecordsFailAlone(t *testing.T) {
 					t.Fatalf("%s: %+v", ch.ID, r)
 				}
 			}
-			calls := s.em.Calls(EndpointCreate)
+			calls := s.em.Calls(hsemu.EndpointCreate)
 			bound := 1 + 2*len(bad)*int(math.Ceil(math.Log2(100)))
 			t.Logf("%d bad records in 100: %d create calls (bound %d)", len(bad), calls, bound)
 			if !whole && calls != 1 {
@@ -230,14 +232,14 @@ func TestRejectedRecordsFailAlone(t *testing.T) {
 }
 
 func TestUpsertByIDProperty(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, &usersv1.HubSpotOptions{IDProperty: "k8s_key"})
+	s := newSetup(t, hsemu.Options{UniqueProperties: []string{"k8s_key"}}, &usersv1.HubSpotOptions{IDProperty: "k8s_key"})
 	chs := creates(120)
 	res := apply(t, s.c, chs)
 	checkWritten(t, s.em, chs, res, providers.ActionCreated)
-	if got := sorted(s.em.Inputs(EndpointUpsert)); fmt.Sprint(got) != "[20 100]" {
+	if got := sorted(s.em.Inputs(hsemu.EndpointUpsert)); fmt.Sprint(got) != "[20 100]" {
 		t.Fatalf("upsert calls: %v", got)
 	}
-	if s.em.Calls(EndpointCreate)+s.em.Calls(EndpointSearch) != 0 {
+	if s.em.Calls(hsemu.EndpointCreate)+s.em.Calls(hsemu.EndpointSearch) != 0 {
 		t.Fatal("upsert mode must not create or search")
 	}
 	u, _ := s.em.UserByID(res["c5"].ExternalID)
@@ -255,21 +257,21 @@ func TestUpsertByIDProperty(t *testing.T) {
 }
 
 func TestUpsertByNonUniquePropertyFailsWithoutBisecting(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{}, &usersv1.HubSpotOptions{IDProperty: "nickname"})
+	s := newSetup(t, hsemu.Options{}, &usersv1.HubSpotOptions{IDProperty: "nickname"})
 	res := apply(t, s.c, creates(64))
 	for _, r := range res {
 		if re := recErr(t, r); !re.Permanent || !strings.Contains(re.Message, "non-unique") {
 			t.Fatalf("%+v", re)
 		}
 	}
-	if n := s.em.Calls(EndpointUpsert); n != 1 {
+	if n := s.em.Calls(hsemu.EndpointUpsert); n != 1 {
 		t.Fatalf("%d upsert calls, want 1", n)
 	}
 }
 
 func TestLostCreateAnswerNeverDuplicates(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{}, nil)
-	s.em.Inject(EndpointCreate, Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
+	s := newSetup(t, hsemu.Options{}, nil)
+	s.em.Inject(hsemu.EndpointCreate, hsemu.Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
 	chs := creates(10)
 	res := apply(t, s.c, chs)
 	for _, ch := range chs {
@@ -277,7 +279,7 @@ func TestLostCreateAnswerNeverDuplicates(t *testing.T) {
 			t.Fatalf("%s: %+v, want uncertain", ch.ID, re)
 		}
 	}
-	if n := s.em.Calls(EndpointCreate); n != 1 {
+	if n := s.em.Calls(hsemu.EndpointCreate); n != 1 {
 		t.Fatalf("a create answered 5xx was resent %d times", n-1)
 	}
 	if n := len(s.em.Users()); n != 10 {
@@ -294,13 +296,13 @@ func TestLostCreateAnswerNeverDuplicates(t *testing.T) {
 	if n := len(s.em.Users()); n != 11 {
 		t.Fatalf("%d users after the retry, want 11: a duplicate was made", n)
 	}
-	if n := s.em.Calls(EndpointSearch); n != 1 {
+	if n := s.em.Calls(hsemu.EndpointSearch); n != 1 {
 		t.Fatalf("%d searches, want 1", n)
 	}
 }
 
 func TestConflictOnCreateAdoptsTheExistingUser(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{}, nil)
+	s := newSetup(t, hsemu.Options{}, nil)
 	id := s.em.Put(map[string]string{PropEmail: "user001@example.com", "hs_job_title": "Old"})
 	chs := creates(3)
 	res := apply(t, s.c, chs)
@@ -317,7 +319,7 @@ func TestConflictOnCreateAdoptsTheExistingUser(t *testing.T) {
 }
 
 func TestUserDeletedAtHubSpotIsRecreated(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{}, nil)
+	s := newSetup(t, hsemu.Options{}, nil)
 	chs := creates(2)
 	res := apply(t, s.c, chs)
 	old := res["c0"].ExternalID
@@ -334,7 +336,7 @@ func TestUserDeletedAtHubSpotIsRecreated(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	t.Run("by id", func(t *testing.T) {
-		s := newSetup(t, EmulatorOptions{}, nil)
+		s := newSetup(t, hsemu.Options{}, nil)
 		chs := creates(150)
 		res := apply(t, s.c, chs)
 		var del []providers.Change
@@ -350,7 +352,7 @@ func TestDelete(t *testing.T) {
 				t.Fatalf("%s: %+v", id, r)
 			}
 		}
-		if got := s.em.Inputs(EndpointArchive); fmt.Sprint(got) != "[76]" {
+		if got := s.em.Inputs(hsemu.EndpointArchive); fmt.Sprint(got) != "[76]" {
 			t.Fatalf("archive calls %v", got)
 		}
 		if n := len(s.em.Users()); n != 75 {
@@ -361,7 +363,7 @@ func TestDelete(t *testing.T) {
 		}
 	})
 	t.Run("by idProperty without an id", func(t *testing.T) {
-		s := newSetup(t, EmulatorOptions{UniqueProperties: []string{"k8s_key"}}, &usersv1.HubSpotOptions{IDProperty: "k8s_key"})
+		s := newSetup(t, hsemu.Options{UniqueProperties: []string{"k8s_key"}}, &usersv1.HubSpotOptions{IDProperty: "k8s_key"})
 		apply(t, s.c, creates(4))
 		del := []providers.Change{
 			{ID: "d1", Op: providers.OpDelete, User: providers.User{Key: "u001"}},
@@ -372,8 +374,8 @@ func TestDelete(t *testing.T) {
 				t.Fatalf("%s: %+v", id, r)
 			}
 		}
-		if s.em.Calls(EndpointRead) != 1 || fmt.Sprint(s.em.Inputs(EndpointArchive)) != "[1]" {
-			t.Fatalf("read %d, archive %v", s.em.Calls(EndpointRead), s.em.Inputs(EndpointArchive))
+		if s.em.Calls(hsemu.EndpointRead) != 1 || fmt.Sprint(s.em.Inputs(hsemu.EndpointArchive)) != "[1]" {
+			t.Fatalf("read %d, archive %v", s.em.Calls(hsemu.EndpointRead), s.em.Inputs(hsemu.EndpointArchive))
 		}
 		if n := len(s.em.Users()); n != 3 {
 			t.Fatalf("%d users, want 3", n)
@@ -382,7 +384,7 @@ func TestDelete(t *testing.T) {
 }
 
 func TestCredentialsRefused(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{Tokens: map[string][]string{token: {ScopeRead}, "other": DefaultScopes}}, nil)
+	s := newSetup(t, hsemu.Options{Tokens: map[string][]string{token: {ScopeRead}, "other": DefaultScopes}}, nil)
 	cases := []struct {
 		name, token, reason, msg string
 	}{
@@ -417,22 +419,22 @@ func TestRetryableAnswers(t *testing.T) {
 	cases := []struct {
 		name     string
 		endpoint string
-		fault    Fault
+		fault    hsemu.Fault
 		op       providers.Op
 		waits    string
 		calls    int
 		failCode string // empty: succeeds
 	}{
-		{"503 on update is retried", EndpointUpdate, Fault{Status: 503, Count: 2}, providers.OpUpdate, "[1s 2s]", 3, ""},
-		{"423 waits two seconds", EndpointUpdate, Fault{Status: 423, Count: 1}, providers.OpUpdate, "[2s]", 2, ""},
-		{"477 honours Retry-After", EndpointCreate, Fault{Status: 477, Count: 1, RetryAfter: "7"}, providers.OpCreate, "[7s]", 2, ""},
-		{"429 on create is retried: nothing was done", EndpointCreate, Fault{Status: 429, Count: 1, RetryAfter: "3"}, providers.OpCreate, "[3s]", 2, ""},
-		{"503 on create is not resent", EndpointCreate, Fault{Status: 503, Count: 1}, providers.OpCreate, "[]", 1, "VendorUnavailable"},
-		{"persistent 502 gives up", EndpointUpdate, Fault{Status: 502, Count: 100}, providers.OpUpdate, "[1s 2s]", 3, "VendorUnavailable"},
+		{"503 on update is retried", hsemu.EndpointUpdate, hsemu.Fault{Status: 503, Count: 2}, providers.OpUpdate, "[1s 2s]", 3, ""},
+		{"423 waits two seconds", hsemu.EndpointUpdate, hsemu.Fault{Status: 423, Count: 1}, providers.OpUpdate, "[2s]", 2, ""},
+		{"477 honours Retry-After", hsemu.EndpointCreate, hsemu.Fault{Status: 477, Count: 1, RetryAfter: "7"}, providers.OpCreate, "[7s]", 2, ""},
+		{"429 on create is retried: nothing was done", hsemu.EndpointCreate, hsemu.Fault{Status: 429, Count: 1, RetryAfter: "3"}, providers.OpCreate, "[3s]", 2, ""},
+		{"503 on create is not resent", hsemu.EndpointCreate, hsemu.Fault{Status: 503, Count: 1}, providers.OpCreate, "[]", 1, "VendorUnavailable"},
+		{"persistent 502 gives up", hsemu.EndpointUpdate, hsemu.Fault{Status: 502, Count: 100}, providers.OpUpdate, "[1s 2s]", 3, "VendorUnavailable"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSetup(t, EmulatorOptions{}, nil)
+			s := newSetup(t, hsemu.Options{}, nil)
 			chs := creates(5)
 			if tc.op == providers.OpUpdate {
 				res := apply(t, s.c, chs)
@@ -464,8 +466,8 @@ func TestRetryableAnswers(t *testing.T) {
 }
 
 func TestRateLimitedByTheEmulatorStillConverges(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{RateLimit: 3, RateWindow: 300 * time.Millisecond}, nil)
-	s.c.sleep = providers.SleepContext
+	s := newSetup(t, hsemu.Options{RateLimit: 3, RateWindow: 300 * time.Millisecond}, nil)
+	s.c.api.Sleep = providers.SleepContext
 	chs := creates(1000)
 	checkWritten(t, s.em, chs, apply(t, s.c, chs), providers.ActionCreated)
 	if s.em.Throttled() == 0 {
@@ -474,14 +476,14 @@ func TestRateLimitedByTheEmulatorStillConverges(t *testing.T) {
 	if m := s.em.MaxInWindow(); m > 3 {
 		t.Fatalf("%d calls in one window, limit 3", m)
 	}
-	if n := s.em.Calls(EndpointCreate); n != 10 {
+	if n := s.em.Calls(hsemu.EndpointCreate); n != 10 {
 		t.Fatalf("%d create calls made it, want 10", n)
 	}
 }
 
 func TestDailyLimitIsNotWaitedFor(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusTooManyRequests, map[string]any{"status": "error", "message": "You have reached your daily limit.",
+		emulation.WriteJSON(w, http.StatusTooManyRequests, map[string]any{"status": "error", "message": "You have reached your daily limit.",
 			"errorType": "RATE_LIMIT", "policyName": "DAILY"})
 	}))
 	defer srv.Close()
@@ -560,7 +562,7 @@ func TestTolerantParsing(t *testing.T) {
 }
 
 func TestCancelledBeforeSending(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{}, nil)
+	s := newSetup(t, hsemu.Options{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	res, err := s.c.Apply(ctx, creates(3))
@@ -572,7 +574,7 @@ func TestCancelledBeforeSending(t *testing.T) {
 			t.Fatalf("%+v", re)
 		}
 	}
-	if s.em.Calls(EndpointCreate) != 0 {
+	if s.em.Calls(hsemu.EndpointCreate) != 0 {
 		t.Fatal("sent after cancel")
 	}
 }
@@ -631,7 +633,7 @@ func TestIdentity(t *testing.T) {
 }
 
 func TestRecordsHubSpotCannotIdentify(t *testing.T) {
-	s := newSetup(t, EmulatorOptions{}, nil)
+	s := newSetup(t, hsemu.Options{}, nil)
 	chs := []providers.Change{{ID: "x", Op: providers.OpCreate, User: providers.User{Key: "noemail"}}}
 	if re := recErr(t, apply(t, s.c, chs)["x"]); !re.Permanent || re.Code != "NoIdentity" {
 		t.Fatalf("%+v", re)
@@ -644,7 +646,7 @@ func BenchmarkApply(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		for _, op := range []providers.Op{providers.OpCreate, providers.OpUpdate} {
 			b.Run(fmt.Sprintf("%s-%d", op, n), func(b *testing.B) {
-				s := newSetup(b, EmulatorOptions{DuplicateEmails: true}, nil)
+				s := newSetup(b, hsemu.Options{DuplicateEmails: true}, nil)
 				chs := creates(n)
 				if op == providers.OpUpdate {
 					res := apply(b, s.c, chs)

@@ -2,8 +2,11 @@ package hubspot
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/usersync/usersync-operator/internal/providers"
 )
 
 // Wire types of the CRM v3 batch API. HubSpot asks clients to treat every
@@ -39,7 +42,7 @@ func (o object) prop(name string) string {
 	if !ok || v == nil {
 		return ""
 	}
-	return scalar(v)
+	return providers.Scalar(v)
 }
 
 type batchResponse struct {
@@ -61,6 +64,16 @@ type errorBody struct {
 	ObjectWriteTraceID flexString      `json:"objectWriteTraceId"`
 	Context            json.RawMessage `json:"context"`
 	Errors             []detail        `json:"errors"`
+}
+
+// errorOf decodes an answer's body as an Error object; an unreadable body
+// becomes a message naming the status.
+func errorOf(status int, body []byte) errorBody {
+	var e errorBody
+	if json.Unmarshal(body, &e) != nil || (e.Message == "" && len(e.Errors) == 0) {
+		e.Message = fmt.Sprintf("HubSpot answered HTTP %d", status)
+	}
+	return e
 }
 
 type detail struct {

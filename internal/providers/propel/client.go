@@ -1,40 +1,25 @@
 package propel
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
+// Codes of the RecordErrors this client reports.
 const (
-	// maxAttempts is how often one call is sent before its records are
-	// reported as transient failures.
-	maxAttempts = 5
-	// maxServerAttempts bounds the sends of a call Propel answers with 5xx
-	// or not at all: past a short blip the engine's per-record backoff takes
-	// over, so that one outage does not hold the provider's loop.
-	maxServerAttempts = 3
-	// firstBackoff is the wait after the first failed attempt; it doubles
-	// with every further one.
-	firstBackoff = time.Second
-	// maxWait is the longest Retry-After the client waits out itself; a
-	// longer one ends the attempts and the engine retries later.
-	maxWait = time.Minute
-	// maxBody bounds what is read of an API answer.
-	maxBody = 8 << 20
-
-	// Codes of the RecordErrors this client reports.
-	codeRateLimited       = "RateLimited"
-	codeVendorUnavailable = "VendorUnavailable"
-	codeCancelled         = "Cancelled"
+	codeRateLimited       = vendorhttp.CodeRateLimited
+	codeVendorUnavailable = vendorhttp.CodeUnavailable
+	codeCancelled         = vendorhttp.CodeCancelled
 	codeNoResult          = "NoResult"
 	codeBadResponse       = "BadResponse"
 	codeRejected          = "Rejected"
@@ -42,14 +27,40 @@ const (
 	codeInvalidRecord     = "InvalidRecord"
 )
 
+// policy is how often and how long a Propel call is retried: five sends,
+// three of them after a 5xx or no answer (past a short blip the engine's
+// per-record backoff takes over, so that one outage does not hold the
+// provider's loop), waits of 1 s doubling with every send unless Retry-After
+// says otherwise, and a Retry-After over a minute ends the call (the engine
+// retries later).
+var policy = vendorhttp.Policy{
+	MaxAttempts:       5,
+	MaxServerAttempts: 3,
+	Backoff:           wait.Backoff{Duration: time.Second, Factor: 2, Steps: 5},
+	MaxWait:           time.Minute,
+	MaxBody:           8 << 20,
+}
+
+// apiVendor is how Propel's API answers errors.
+var apiVendor = vendorhttp.Vendor{
+	Name:       "Propel",
+	Credential: "the access token",
+	ErrorText:  errorText,
+	Forbidden: func(r *vendorhttp.Response) string {
+		return "Propel refused the access token: " + errorText(r.Status, r.Body)
+	},
+}
+
+// errorText renders an error answer of Propel for a message.
+func errorText(status int, body []byte) string { return decodeError(body).text(status) }
+
 // Client writes users to one Propel account. It is safe for concurrent use.
 type Client struct {
-	endpoint string
-	source   string
-	batch    int
-	http     *http.Client
-	sleep    func(ctx context.Context, d time.Duration) error
-	tokens   *tokenSource
+	// api sends the calls to the REST API, with a token of tokens.
+	api    *vendorhttp.Client
+	source string
+	batch  int
+	tokens *tokenSource
 }
 
 var _ providers.Client = (*Client)(nil)
@@ -174,10 +185,6 @@ func (c *Client) chunks(writes []*pending) [][]*pending {
 // returns an AuthError only when Propel refuses the credentials; the records
 // not resolved by then are left unresolved.
 func (c *Client) write(ctx context.Context, batch []*pending) *providers.AuthError {
-	if ctx.Err() != nil {
-		failAll(batch, cancelled(false))
-		return nil
-	}
 	req := bulkRequest{Users: make([]map[string]any, len(batch))}
 	for i, p := range batch {
 		req.Users[i] = p.user
@@ -187,24 +194,36 @@ func (c *Client) write(ctx context.Context, batch []*pending) *providers.AuthErr
 		failAll(batch, &providers.RecordError{Permanent: true, Code: codeInvalidRecord, Message: err.Error()})
 		return nil
 	}
-	resp, err := c.post(providers.ObserveCall(ctx, "users/bulk/sourceId", len(batch)), pathBulkSourceID, body)
-	var ae *providers.AuthError
+	// The upsert by sourceId is idempotent: a call sent twice writes once.
+	resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodPost, Path: pathBulkSourceID, RawBody: body,
+		Idempotent: true, Endpoint: "users/bulk/sourceId", Records: len(batch)})
+	var (
+		ae *providers.AuthError
+		ce *vendorhttp.CallError
+	)
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &ce):
+		failAll(batch, ce.Record())
 	case err != nil:
-		failAll(batch, err)
-	case resp.status >= 200 && resp.status <= 299:
-		c.settle(batch, resp.body)
-	case resp.status == http.StatusBadRequest || resp.status == http.StatusRequestEntityTooLarge ||
-		resp.status == http.StatusUnprocessableEntity:
+		failAll(batch, &providers.RecordError{Code: codeVendorUnavailable, Message: c.clean(err.Error())})
+	case resp.OK():
+		c.settle(batch, resp.Body)
+	case resp.Status == http.StatusBadRequest || resp.Status == http.StatusRequestEntityTooLarge ||
+		resp.Status == http.StatusUnprocessableEntity:
 		return c.rejected(ctx, batch, resp)
 	default:
-		failAll(batch, &providers.RecordError{Code: statusCode(resp.status),
-			Message: truncate(c.tokens.scrub(fmt.Sprintf("Propel answered HTTP %d: %s",
-				resp.status, decodeError(resp.body).text(resp.status))))})
+		failAll(batch, &providers.RecordError{Code: statusCode(resp.Status),
+			Message: c.clean(fmt.Sprintf("Propel answered HTTP %d: %s", resp.Status, errorText(resp.Status, resp.Body)))})
 	}
 	return nil
+}
+
+// clean removes the credentials from a message and cuts it to what a record
+// holds.
+func (c *Client) clean(s string) string {
+	return providers.Truncate(c.tokens.scrub(s), providers.MaxMessageLength)
 }
 
 // settle resolves the records of a successful call from its answer's items,
@@ -213,7 +232,7 @@ func (c *Client) settle(batch []*pending, body []byte) {
 	var r bulkResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		failAll(batch, &providers.RecordError{Uncertain: true, Code: codeBadResponse,
-			Message: truncate("Propel's answer could not be read: " + err.Error())})
+			Message: c.clean("Propel's answer could not be read: " + err.Error())})
 		return
 	}
 	byKey := make(map[string]*pending, len(batch))
@@ -239,7 +258,7 @@ func (c *Client) settle(batch []*pending, body []byte) {
 			if msg == "" {
 				msg = "rejected by Propel"
 			}
-			p.fail(&providers.RecordError{Permanent: true, Code: codeRejected, Message: truncate(c.tokens.scrub(msg))})
+			p.fail(&providers.RecordError{Permanent: true, Code: codeRejected, Message: c.clean(msg)})
 			continue
 		}
 		id := string(it.ID)
@@ -280,12 +299,12 @@ func action(a string, op providers.Op) providers.Action {
 // rejected handles a call Propel refused as a whole. Propel writes nothing
 // then, so the records Propel's messages point at are failed and the others
 // sent again; without pointers the call is split in halves.
-func (c *Client) rejected(ctx context.Context, batch []*pending, resp *response) *providers.AuthError {
-	e := decodeError(resp.body)
-	code := e.recordCode(resp.status)
+func (c *Client) rejected(ctx context.Context, batch []*pending, resp *vendorhttp.Response) *providers.AuthError {
+	e := decodeError(resp.Body)
+	code := e.recordCode(resp.Status)
 	if len(batch) == 1 {
 		batch[0].fail(&providers.RecordError{Permanent: true, Code: code,
-			Message: truncate(c.tokens.scrub(e.text(resp.status)))})
+			Message: c.clean(e.text(resp.Status))})
 		return nil
 	}
 	bad := map[int][]string{}
@@ -309,134 +328,12 @@ func (c *Client) rejected(ctx context.Context, batch []*pending, resp *response)
 			continue
 		}
 		p.fail(&providers.RecordError{Permanent: true, Code: code,
-			Message: truncate(c.tokens.scrub(strings.Join(msgs, "; ")))})
+			Message: c.clean(strings.Join(msgs, "; "))})
 	}
 	if len(rest) == 0 {
 		return nil
 	}
 	return c.write(ctx, rest)
-}
-
-// response is an API answer that is not retried.
-type response struct {
-	status int
-	body   []byte
-}
-
-// post sends body to path until Propel answers something other than 401,
-// 429 or 5xx. A 401 is retried once with a new token; 429, 5xx and network
-// errors up to maxAttempts times with backoff, which is safe because every
-// call the client makes is an idempotent upsert. The error is a
-// *providers.AuthError when Propel refuses the credentials, else a transient
-// *providers.RecordError.
-func (c *Client) post(ctx context.Context, path string, body []byte) (*response, error) {
-	var (
-		// applied is set once an attempt may have been written by Propel.
-		applied   bool
-		refreshed bool
-		failures  int // 5xx answers and network errors
-		last      *providers.RecordError
-	)
-	for attempt := 1; ; {
-		var wait time.Duration
-		token, err := c.tokens.get(ctx)
-		if err != nil {
-			var ae *providers.AuthError
-			if errors.As(err, &ae) {
-				return nil, ae
-			}
-			if ctx.Err() != nil {
-				return nil, cancelled(applied)
-			}
-			last = &providers.RecordError{Code: codeVendorUnavailable, Uncertain: applied, Message: truncate(err.Error())}
-		} else {
-			status, header, respBody, err := c.do(ctx, path, token, body)
-			switch {
-			case err != nil:
-				if ctx.Err() != nil {
-					return nil, cancelled(true)
-				}
-				applied = true
-				failures++
-				last = &providers.RecordError{Code: codeVendorUnavailable, Uncertain: true,
-					Message: truncate(c.tokens.scrub("Propel did not answer: " + err.Error()))}
-			case status == http.StatusUnauthorized && !refreshed:
-				c.tokens.invalidate(token)
-				refreshed = true
-				continue
-			case status == http.StatusUnauthorized || status == http.StatusForbidden:
-				reason := "Unauthorized"
-				if status == http.StatusForbidden {
-					reason = "Forbidden"
-				}
-				return nil, &providers.AuthError{StatusCode: status, Reason: reason,
-					Message: truncate(c.tokens.scrub("Propel refused the access token: " + decodeError(respBody).text(status)))}
-			case status == http.StatusTooManyRequests:
-				last = &providers.RecordError{Code: codeRateLimited, Uncertain: applied,
-					Message: truncate(c.tokens.scrub("Propel is rate limiting: " + decodeError(respBody).text(status)))}
-				wait = retryAfter(header)
-			case status >= 500:
-				applied = true
-				failures++
-				last = &providers.RecordError{Code: codeVendorUnavailable, Uncertain: true,
-					Message: truncate(c.tokens.scrub(fmt.Sprintf("Propel answered HTTP %d: %s", status, decodeError(respBody).text(status))))}
-				wait = retryAfter(header)
-			default:
-				return &response{status: status, body: respBody}, nil
-			}
-		}
-		if attempt == maxAttempts || failures >= maxServerAttempts {
-			return nil, last
-		}
-		if wait == 0 {
-			wait = firstBackoff << (attempt - 1)
-		}
-		if wait > maxWait {
-			last.Message = truncate(fmt.Sprintf("%s (Propel asked to wait %s)", last.Message, wait))
-			return nil, last
-		}
-		if err := c.sleep(ctx, wait); err != nil {
-			return nil, cancelled(applied)
-		}
-		attempt++
-	}
-}
-
-// do sends one request and reads its answer.
-func (c *Client) do(ctx context.Context, path, token string, body []byte) (int, http.Header, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	return resp.StatusCode, resp.Header, b, nil
-}
-
-// retryAfter is the wait Retry-After asks for, 0 without one.
-func retryAfter(h http.Header) time.Duration {
-	d, _ := providers.RetryAfter(h)
-	return d
-}
-
-// cancelled is the failure of a record whose call ctx ended; uncertain when
-// the call may have reached Propel.
-func cancelled(sent bool) *providers.RecordError {
-	msg := "the sync ended before the user was sent to Propel"
-	if sent {
-		msg = "the sync ended before Propel answered"
-	}
-	return &providers.RecordError{Code: codeCancelled, Uncertain: sent, Message: msg}
 }
 
 // ChunkSize implements providers.Chunked: one call's worth of changes, so

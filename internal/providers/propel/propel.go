@@ -34,9 +34,10 @@
 // sent again; without pointers the call is split in halves until the bad
 // records are alone, so k bad records among n cost O(k·log n) extra calls.
 //
-// Retries. Propel documents no rate limits. 429 and 5xx answers and network
-// errors are retried with exponential backoff (or Retry-After) up to five
-// attempts, which the upsert makes safe; a call that still fails reports its
+// Retries. The calls go through vendorhttp, with Propel's policy. Propel
+// documents no rate limits. 429 answers are retried with exponential backoff
+// (or Retry-After) up to five sends, 5xx answers and network errors up to
+// three, which the upsert makes safe; a call that still fails reports its
 // records as transient, and as uncertain when it may have been applied.
 //
 // Deletes. Propel documents no endpoint that deletes or archives a user, so
@@ -54,6 +55,7 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
 const (
@@ -137,21 +139,23 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	sleep := cfg.Sleep
-	if sleep == nil {
-		sleep = providers.SleepContext
-	}
 	batch := cfg.BatchSize
 	if batch <= 0 || batch > MaxBatch {
 		batch = MaxBatch
 	}
+	tokens := newTokenSource(tokenURL, id, secret, hc, cfg.Sleep)
 	return &Client{
-		endpoint: strings.TrimRight(base.String(), "/"),
-		source:   source,
-		batch:    batch,
-		http:     hc,
-		sleep:    sleep,
-		tokens:   newTokenSource(tokenURL, id, secret, hc),
+		api: &vendorhttp.Client{
+			Base:   strings.TrimRight(base.String(), "/"),
+			Vendor: apiVendor,
+			Creds:  tokens,
+			HTTP:   hc,
+			Policy: policy,
+			Sleep:  cfg.Sleep,
+		},
+		source: source,
+		batch:  batch,
+		tokens: tokens,
 	}, nil
 }
 

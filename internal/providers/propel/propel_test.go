@@ -15,6 +15,7 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
+	propemu "github.com/usersync/usersync-operator/internal/providers/propel/emulator"
 )
 
 const (
@@ -48,12 +49,12 @@ func (s *sleeps) all() []time.Duration {
 }
 
 // setup starts an emulator and a client for it.
-func setup(t testing.TB, opts EmulatorOptions, batch int, edit func(*providers.Config)) (*Emulator, providers.Client, *sleeps) {
+func setup(t testing.TB, opts propemu.Options, batch int, edit func(*providers.Config)) (*propemu.Emulator, providers.Client, *sleeps) {
 	t.Helper()
 	if opts.Clients == nil {
 		opts.Clients = map[string]string{testClientID: testSecret}
 	}
-	em := NewEmulator(opts)
+	em := propemu.New(opts)
 	url := em.Start()
 	t.Cleanup(em.Close)
 	sl := &sleeps{}
@@ -134,7 +135,7 @@ func recordErr(t testing.TB, err error) *providers.RecordError {
 
 // assertStored checks that every change succeeded with action and the id
 // the emulator stored for its key.
-func assertStored(t *testing.T, em *Emulator, changes []providers.Change, results []providers.Result, action providers.Action) {
+func assertStored(t *testing.T, em *propemu.Emulator, changes []providers.Change, results []providers.Result, action providers.Action) {
 	t.Helper()
 	res := byID(t, changes, results)
 	for _, ch := range changes {
@@ -156,7 +157,7 @@ func assertStored(t *testing.T, em *Emulator, changes []providers.Change, result
 }
 
 func TestApplyCreatesThenUpdates(t *testing.T) {
-	em, c, _ := setup(t, EmulatorOptions{}, 100, nil)
+	em, c, _ := setup(t, propemu.Options{}, 100, nil)
 	ctx := context.Background()
 	changes := creates(250)
 
@@ -165,13 +166,13 @@ func TestApplyCreatesThenUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertStored(t, em, changes, results, providers.ActionCreated)
-	if got := em.Calls(emuBulkSource); got != 3 {
+	if got := em.Calls(propemu.PathBulkSource); got != 3 {
 		t.Errorf("bulk calls = %d, want 3", got)
 	}
-	if got := fmt.Sprint(em.Inputs(emuBulkSource)); got != "[100 100 50]" {
+	if got := fmt.Sprint(em.Inputs(propemu.PathBulkSource)); got != "[100 100 50]" {
 		t.Errorf("inputs = %s, want [100 100 50]", got)
 	}
-	t.Logf("250 creates: %d bulk calls, inputs %v", em.Calls(emuBulkSource), em.Inputs(emuBulkSource))
+	t.Logf("250 creates: %d bulk calls, inputs %v", em.Calls(propemu.PathBulkSource), em.Inputs(propemu.PathBulkSource))
 
 	u, _ := em.UserBySourceID(DefaultSource, "u-0007")
 	if u["phone"] != "+31 20 555 0100" || u["gender"] != "u" || u["email"] != "u-0007@example.com" {
@@ -187,7 +188,7 @@ func TestApplyCreatesThenUpdates(t *testing.T) {
 		t.Errorf("attributes = %v, want %v", attrs, want)
 	}
 
-	if got := em.Calls(emuTokenPath); got != 1 {
+	if got := em.Calls(propemu.PathToken); got != 1 {
 		t.Errorf("token calls = %d, want 1", got)
 	}
 	em.ResetCounters()
@@ -207,7 +208,7 @@ func TestApplyCreatesThenUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertStored(t, em, updates, results, providers.ActionUpdated)
-	if got := fmt.Sprint(em.Inputs(emuBulkSource)); got != "[3]" {
+	if got := fmt.Sprint(em.Inputs(propemu.PathBulkSource)); got != "[3]" {
 		t.Errorf("inputs = %s, want one call of 3", got)
 	}
 	if n := len(em.Users()); n != 250 {
@@ -216,7 +217,7 @@ func TestApplyCreatesThenUpdates(t *testing.T) {
 	if u, _ := em.UserBySourceID(DefaultSource, "u-0120"); u["lastName"] != "Renamed" {
 		t.Errorf("update not applied: %v", u)
 	}
-	if got := em.Calls(emuTokenPath); got != 0 {
+	if got := em.Calls(propemu.PathToken); got != 0 {
 		t.Errorf("token calls = %d, want 0 (cached)", got)
 	}
 }
@@ -247,7 +248,7 @@ func TestApplySchemaErrors(t *testing.T) {
 		{name: "anonymous", anonymous: true, maxCalls: 1 + 2*len(bad)*int(math.Ceil(math.Log2(n)))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			em, c, _ := setup(t, EmulatorOptions{AnonymousErrors: tc.anonymous, Validate: validate}, 100, nil)
+			em, c, _ := setup(t, propemu.Options{AnonymousErrors: tc.anonymous, Validate: validate}, 100, nil)
 			changes := creates(n)
 			want := map[string]string{}
 			for i, f := range bad {
@@ -278,8 +279,8 @@ func TestApplySchemaErrors(t *testing.T) {
 			if got := len(em.Users()); got != n-len(bad) {
 				t.Errorf("emulator holds %d users, want %d", got, n-len(bad))
 			}
-			calls := em.Calls(emuBulkSource)
-			t.Logf("%s: %d bad of %d cost %d bulk calls (bound %d), inputs %v", tc.name, len(bad), n, calls, tc.maxCalls, em.Inputs(emuBulkSource))
+			calls := em.Calls(propemu.PathBulkSource)
+			t.Logf("%s: %d bad of %d cost %d bulk calls (bound %d), inputs %v", tc.name, len(bad), n, calls, tc.maxCalls, em.Inputs(propemu.PathBulkSource))
 			if calls > tc.maxCalls {
 				t.Errorf("%d bulk calls, want at most %d", calls, tc.maxCalls)
 			}
@@ -290,26 +291,26 @@ func TestApplySchemaErrors(t *testing.T) {
 func TestApplyOversizedBatchIsSplit(t *testing.T) {
 	// The emulator refuses more than 30 users per call without a pointer;
 	// the client splits until the calls fit.
-	em, c, _ := setup(t, EmulatorOptions{MaxBatch: 30}, 100, nil)
+	em, c, _ := setup(t, propemu.Options{MaxBatch: 30}, 100, nil)
 	changes := creates(100)
 	results, err := c.Apply(context.Background(), changes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertStored(t, em, changes, results, providers.ActionCreated)
-	t.Logf("100 users against a limit of 30: inputs %v", em.Inputs(emuBulkSource))
+	t.Logf("100 users against a limit of 30: inputs %v", em.Inputs(propemu.PathBulkSource))
 }
 
 // expireAfterFirstBulk expires the emulator's tokens once the first bulk
 // call has been answered.
 type expireAfterFirstBulk struct {
-	em   *Emulator
+	em   *propemu.Emulator
 	once sync.Once
 }
 
 func (x *expireAfterFirstBulk) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
-	if err == nil && strings.HasSuffix(r.URL.Path, emuBulkSource) {
+	if err == nil && strings.HasSuffix(r.URL.Path, propemu.PathBulkSource) {
 		x.once.Do(x.em.ExpireTokens)
 	}
 	return resp, err
@@ -317,7 +318,7 @@ func (x *expireAfterFirstBulk) RoundTrip(r *http.Request) (*http.Response, error
 
 func TestApplyRefreshesExpiredToken(t *testing.T) {
 	var rt expireAfterFirstBulk
-	em, c, _ := setup(t, EmulatorOptions{}, 100, func(cfg *providers.Config) {
+	em, c, _ := setup(t, propemu.Options{}, 100, func(cfg *providers.Config) {
 		cfg.HTTPClient = &http.Client{Transport: &rt}
 	})
 	rt.em = em
@@ -327,14 +328,14 @@ func TestApplyRefreshesExpiredToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertStored(t, em, changes, results, providers.ActionCreated)
-	if got := em.Calls(emuTokenPath); got != 2 {
+	if got := em.Calls(propemu.PathToken); got != 2 {
 		t.Errorf("token calls = %d, want 2", got)
 	}
-	t.Logf("token expired mid-sync: %d token calls, %d bulk calls", em.Calls(emuTokenPath), em.Calls(emuBulkSource))
+	t.Logf("token expired mid-sync: %d token calls, %d bulk calls", em.Calls(propemu.PathToken), em.Calls(propemu.PathBulkSource))
 }
 
 func TestAuthRefused(t *testing.T) {
-	em, c, _ := setup(t, EmulatorOptions{Clients: map[string]string{testClientID: "the-right-one"}}, 100, nil)
+	em, c, _ := setup(t, propemu.Options{Clients: map[string]string{testClientID: "the-right-one"}}, 100, nil)
 	ctx := context.Background()
 	check := func(what string, err error) {
 		t.Helper()
@@ -352,19 +353,19 @@ func TestAuthRefused(t *testing.T) {
 		t.Errorf("Apply returned results with an auth error: %v", results)
 	}
 	check("Verify", c.Verify(ctx))
-	if n := em.Calls(emuBulkSource); n != 0 {
+	if n := em.Calls(propemu.PathBulkSource); n != 0 {
 		t.Errorf("%d bulk calls without a token", n)
 	}
 }
 
 func TestVerify(t *testing.T) {
-	em, c, _ := setup(t, EmulatorOptions{}, 0, nil)
+	em, c, _ := setup(t, propemu.Options{}, 0, nil)
 	for range 2 {
 		if err := c.Verify(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := em.Calls(emuTokenPath); got != 2 {
+	if got := em.Calls(propemu.PathToken); got != 2 {
 		t.Errorf("token calls = %d, want one per Verify", got)
 	}
 }
@@ -394,12 +395,12 @@ func TestApplyRetries(t *testing.T) {
 			code: codeVendorUnavailable, uncertain: true, stored: 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			em, c, sl := setup(t, EmulatorOptions{}, 100, nil)
-			if tc.afterApply {
-				em.InjectAfterApply(emuBulkSource, tc.status, tc.count)
-			} else {
-				em.Inject(emuBulkSource, tc.status, tc.count)
+			em, c, sl := setup(t, propemu.Options{}, 100, nil)
+			f := propemu.Fault{Status: tc.status, Count: tc.count, AfterApply: tc.afterApply}
+			if tc.status == http.StatusTooManyRequests {
+				f.RetryAfter = "1"
 			}
+			em.Inject(propemu.PathBulkSource, f)
 			changes := creates(20)
 			results, err := c.Apply(context.Background(), changes)
 			if err != nil {
@@ -421,17 +422,17 @@ func TestApplyRetries(t *testing.T) {
 			if got := len(em.Users()); got != tc.stored {
 				t.Errorf("emulator holds %d users, want %d", got, tc.stored)
 			}
-			t.Logf("%s: %d bulk calls", tc.name, em.Calls(emuBulkSource))
+			t.Logf("%s: %d bulk calls", tc.name, em.Calls(propemu.PathBulkSource))
 		})
 	}
 }
 
 func TestApplyCancelled(t *testing.T) {
-	em, c, sl := setup(t, EmulatorOptions{}, 100, nil)
+	em, c, sl := setup(t, propemu.Options{}, 100, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sl.hook = cancel
-	em.InjectAfterApply(emuBulkSource, http.StatusServiceUnavailable, 1)
+	em.Inject(propemu.PathBulkSource, propemu.Fault{Status: http.StatusServiceUnavailable, Count: 1, AfterApply: true})
 	changes := creates(250)
 	results, err := c.Apply(ctx, changes)
 	if err != nil {
@@ -445,13 +446,13 @@ func TestApplyCancelled(t *testing.T) {
 			t.Errorf("%s: %+v, want Cancelled with Uncertain=%v", ch.ID, re, sent)
 		}
 	}
-	if got := em.Calls(emuBulkSource); got != 1 {
+	if got := em.Calls(propemu.PathBulkSource); got != 1 {
 		t.Errorf("bulk calls = %d, want 1", got)
 	}
 }
 
 func TestApplyCorrelatesShuffledResults(t *testing.T) {
-	em, c, _ := setup(t, EmulatorOptions{ShuffleResults: true}, 100, nil)
+	em, c, _ := setup(t, propemu.Options{ShuffleResults: true}, 100, nil)
 	changes := creates(60)
 	for i := range changes {
 		// Numeric sourceIds come back as JSON numbers.
@@ -467,7 +468,7 @@ func TestApplyCorrelatesShuffledResults(t *testing.T) {
 }
 
 func TestApplyDeletesAreUnsupported(t *testing.T) {
-	em, c, _ := setup(t, EmulatorOptions{}, 100, nil)
+	em, c, _ := setup(t, propemu.Options{}, 100, nil)
 	changes := append(creates(2), providers.Change{ID: "d1", Op: providers.OpDelete, ExternalID: "1234", User: providers.User{Key: "gone"}})
 	results, err := c.Apply(context.Background(), changes)
 	if err != nil {
@@ -479,13 +480,13 @@ func TestApplyDeletesAreUnsupported(t *testing.T) {
 		t.Errorf("delete: %+v", re)
 	}
 	assertStored(t, em, changes[:2], results[:2], providers.ActionCreated)
-	if got := em.Calls(emuBulkSource); got != 1 {
+	if got := em.Calls(propemu.PathBulkSource); got != 1 {
 		t.Errorf("bulk calls = %d, want 1", got)
 	}
 }
 
 func TestApplyDuplicateKeysGoToSeparateCalls(t *testing.T) {
-	em, c, _ := setup(t, EmulatorOptions{}, 100, nil)
+	em, c, _ := setup(t, propemu.Options{}, 100, nil)
 	changes := creates(3)
 	dup := changes[1]
 	dup.ID, dup.User.LastName = "again", "Second"
@@ -498,7 +499,7 @@ func TestApplyDuplicateKeysGoToSeparateCalls(t *testing.T) {
 	if r := res["again"]; r.Err != nil || r.Action != providers.ActionUpdated {
 		t.Errorf("second write of a key: %+v", r)
 	}
-	if got := fmt.Sprint(em.Inputs(emuBulkSource)); got != "[3 1]" {
+	if got := fmt.Sprint(em.Inputs(propemu.PathBulkSource)); got != "[3 1]" {
 		t.Errorf("inputs = %s, want [3 1]", got)
 	}
 	if u, _ := em.UserBySourceID(DefaultSource, dup.User.Key); u["lastName"] != "Second" {
@@ -563,7 +564,7 @@ func TestApplyToleratesAnswers(t *testing.T) {
 }
 
 func TestEmulatorLookup(t *testing.T) {
-	em, c, _ := setup(t, EmulatorOptions{}, 100, nil)
+	em, c, _ := setup(t, propemu.Options{}, 100, nil)
 	if _, err := c.Apply(context.Background(), creates(2)); err != nil {
 		t.Fatal(err)
 	}
@@ -632,8 +633,8 @@ func TestFactory(t *testing.T) {
 					t.Fatal(err)
 				}
 				pc := c.(*Client)
-				if pc.endpoint != DefaultEndpoint || pc.tokens.url != "https://api.helice.cloud/oauth2/token" ||
-					pc.source != DefaultSource || pc.batch != MaxBatch || pc.http != http.DefaultClient {
+				if pc.api.Base != DefaultEndpoint || pc.tokens.url != "https://api.helice.cloud/oauth2/token" ||
+					pc.source != DefaultSource || pc.batch != MaxBatch || pc.api.HTTP != http.DefaultClient {
 					t.Errorf("defaults: %+v", pc)
 				}
 				return
@@ -670,7 +671,7 @@ func TestFactory(t *testing.T) {
 func BenchmarkApply(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			em, c, _ := setup(b, EmulatorOptions{}, 100, nil)
+			em, c, _ := setup(b, propemu.Options{}, 100, nil)
 			changes := creates(n)
 			ctx := context.Background()
 			b.ReportAllocs()

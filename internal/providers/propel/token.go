@@ -3,8 +3,8 @@ package propel
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
 const (
@@ -24,16 +25,23 @@ const (
 	refreshMargin = time.Minute
 	// maxTokenBody bounds what is read of a token endpoint answer.
 	maxTokenBody = 64 << 10
+	// tokenVendor names the token endpoint in messages.
+	tokenVendor = "Propel token endpoint"
 )
 
 // tokenSource fetches and caches access tokens of the client-credentials
-// grant. It is safe for concurrent use; concurrent callers that find no
-// valid token wait for a single fetch.
+// grant, and is the vendorhttp.Credentials of the API calls. It is safe for
+// concurrent use; concurrent callers that find no valid token wait for a
+// single fetch.
 type tokenSource struct {
 	url      string
 	clientID string
 	secret   string
-	http     *http.Client
+	// endpoint sends the token requests: a token request is idempotent, so
+	// a 5xx or lost answer is resent, up to five sends as the API calls
+	// were when they fetched their token themselves. once sends a single
+	// request, for Verify.
+	endpoint, once *vendorhttp.Client
 
 	// fetching holds a value while a token is being fetched.
 	fetching chan struct{}
@@ -43,15 +51,72 @@ type tokenSource struct {
 	refreshAt time.Time
 }
 
-func newTokenSource(tokenURL, clientID, secret string, hc *http.Client) *tokenSource {
-	return &tokenSource{
+var _ vendorhttp.Credentials = (*tokenSource)(nil)
+
+func newTokenSource(tokenURL, clientID, secret string, hc *http.Client, sleep func(context.Context, time.Duration) error) *tokenSource {
+	t := &tokenSource{
 		url:      tokenURL,
 		clientID: clientID,
 		secret:   secret,
-		http:     hc,
 		fetching: make(chan struct{}, 1),
 	}
+	p := policy
+	p.MaxServerAttempts = p.MaxAttempts
+	p.MaxBody = maxTokenBody
+	t.endpoint = &vendorhttp.Client{
+		Base: tokenURL,
+		Vendor: vendorhttp.Vendor{
+			Name:       tokenVendor,
+			Credential: "the client credentials",
+			ErrorText:  errorText,
+			Forbidden: func(r *vendorhttp.Response) string {
+				return tokenVendor + " refused the client credentials: " + errorText(r.Status, r.Body)
+			},
+		},
+		// The credentials go in the form body; this only scrubs messages.
+		Creds:  clientCredentials{t},
+		HTTP:   hc,
+		Policy: p,
+		Sleep:  sleep,
+	}
+	once := *t.endpoint
+	once.Policy.MaxAttempts = 1
+	t.once = &once
+	return t
 }
+
+// Authorize implements vendorhttp.Credentials: it sets a valid token on req,
+// fetching one when none is cached. The error is an *providers.AuthError
+// when the token endpoint refuses the client credentials, else a transient
+// *vendorhttp.CallError.
+func (t *tokenSource) Authorize(ctx context.Context, req *http.Request) error {
+	tok, err := t.get(ctx)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}
+
+// Renew implements vendorhttp.Credentials: Propel refused the token req
+// carried (it expired early, or was revoked), so it is dropped and the call
+// sent once more with a new one.
+func (t *tokenSource) Renew(req *http.Request) bool {
+	t.invalidate(strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer "))
+	return true
+}
+
+// Scrub implements vendorhttp.Credentials.
+func (t *tokenSource) Scrub(s string) string { return t.scrub(s) }
+
+// clientCredentials are the credentials of the token requests: they travel
+// in the form body, so there is nothing to set on the request, and nothing
+// to renew; messages are scrubbed of the secret.
+type clientCredentials struct{ t *tokenSource }
+
+func (clientCredentials) Authorize(context.Context, *http.Request) error { return nil }
+func (clientCredentials) Renew(*http.Request) bool                       { return false }
+func (c clientCredentials) Scrub(s string) string                        { return c.t.scrub(s) }
 
 // get returns a valid token, fetching one when none is cached.
 func (t *tokenSource) get(ctx context.Context) (string, error) {
@@ -62,7 +127,7 @@ func (t *tokenSource) get(ctx context.Context) (string, error) {
 }
 
 // refresh fetches a new token even when a valid one is cached, so that
-// refused credentials are noticed.
+// refused credentials are noticed. It sends one request.
 func (t *tokenSource) refresh(ctx context.Context) (string, error) {
 	return t.fetchLocked(ctx, true)
 }
@@ -99,7 +164,8 @@ func (t *tokenSource) cached() string {
 }
 
 // fetchLocked fetches a token while holding the fetch slot. Unless force is
-// set, a token fetched by another caller in the meantime is used instead.
+// set, a token fetched by another caller in the meantime is used instead;
+// force sends a single request.
 func (t *tokenSource) fetchLocked(ctx context.Context, force bool) (string, error) {
 	select {
 	case t.fetching <- struct{}{}:
@@ -107,12 +173,14 @@ func (t *tokenSource) fetchLocked(ctx context.Context, force bool) (string, erro
 		return "", ctx.Err()
 	}
 	defer func() { <-t.fetching }()
+	api := t.once
 	if !force {
 		if tok := t.cached(); tok != "" {
 			return tok, nil
 		}
+		api = t.endpoint
 	}
-	tok, lifetime, err := t.fetch(ctx)
+	tok, lifetime, err := t.fetch(ctx, api)
 	if err != nil {
 		return "", err
 	}
@@ -132,45 +200,40 @@ type tokenResponse struct {
 	ExpiresIn   flexString `json:"expires_in"`
 }
 
-// fetch runs the client-credentials grant. The credentials go in the form
-// body only: RFC 6749 forbids using two client authentication methods in one
-// request.
-func (t *tokenSource) fetch(ctx context.Context) (string, time.Duration, error) {
+// fetch runs the client-credentials grant with api. The credentials go in
+// the form body only: RFC 6749 forbids using two client authentication
+// methods in one request. A refusal of the credentials (400, 401, 403) is an
+// *providers.AuthError; any other failure a transient *vendorhttp.CallError.
+func (t *tokenSource) fetch(ctx context.Context, api *vendorhttp.Client) (string, time.Duration, error) {
 	form := url.Values{
 		"grant_type":    {"client_credentials"},
 		"client_id":     {t.clientID},
 		"client_secret": {t.secret},
 	}
-	req, err := http.NewRequestWithContext(providers.NameEndpoint(ctx, "oauth2/token"), http.MethodPost, t.url, strings.NewReader(form.Encode()))
+	resp, err := api.Do(ctx, vendorhttp.Request{Method: http.MethodPost, RawBody: []byte(form.Encode()),
+		ContentType: "application/x-www-form-urlencoded", Idempotent: true, Endpoint: "oauth2/token"})
 	if err != nil {
-		return "", 0, fmt.Errorf("propel token request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := t.http.Do(req)
-	if err != nil {
-		return "", 0, fmt.Errorf("propel token request: %s", t.scrub(err.Error()))
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenBody))
-	if err != nil {
-		return "", 0, fmt.Errorf("propel token request: reading the answer: %s", t.scrub(err.Error()))
+		var ce *vendorhttp.CallError
+		if errors.As(err, &ce) {
+			// Whether the token request reached Propel says nothing about
+			// the API call it was fetched for.
+			ce.Uncertain = false
+		}
+		return "", 0, err
 	}
 	switch {
-	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized:
-		return "", 0, t.refused(resp.StatusCode, "Unauthorized", body)
-	case resp.StatusCode == http.StatusForbidden:
-		return "", 0, t.refused(resp.StatusCode, "Forbidden", body)
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return "", 0, fmt.Errorf("propel token endpoint answered HTTP %d: %s",
-			resp.StatusCode, t.scrub(decodeError(body).text(resp.StatusCode)))
+	case resp.Status == http.StatusBadRequest:
+		return "", 0, &providers.AuthError{StatusCode: resp.Status, Reason: "Unauthorized",
+			Message: t.clean(tokenVendor + " refused the client credentials: " + errorText(resp.Status, resp.Body))}
+	case !resp.OK():
+		return "", 0, t.failed(resp.Status, fmt.Sprintf("%s answered HTTP %d: %s", tokenVendor, resp.Status, errorText(resp.Status, resp.Body)))
 	}
 	var tr tokenResponse
-	if err := json.Unmarshal(body, &tr); err != nil {
-		return "", 0, fmt.Errorf("propel token endpoint answered an unreadable token: %v", err)
+	if err := json.Unmarshal(resp.Body, &tr); err != nil {
+		return "", 0, t.failed(resp.Status, tokenVendor+" answered an unreadable token: "+err.Error())
 	}
 	if tr.AccessToken == "" {
-		return "", 0, fmt.Errorf("propel token endpoint answered without an access token")
+		return "", 0, t.failed(resp.Status, tokenVendor+" answered without an access token")
 	}
 	lifetime := defaultTokenLifetime
 	if s, err := strconv.ParseFloat(strings.TrimSpace(string(tr.ExpiresIn)), 64); err == nil && s > 0 {
@@ -179,13 +242,14 @@ func (t *tokenSource) fetch(ctx context.Context) (string, time.Duration, error) 
 	return tr.AccessToken, lifetime, nil
 }
 
-// refused is the AuthError for a token endpoint that refused the
-// credentials.
-func (t *tokenSource) refused(status int, reason string, body []byte) error {
-	return &providers.AuthError{
-		StatusCode: status,
-		Reason:     reason,
-		Message: truncate(t.scrub("Propel token endpoint refused the client credentials: " +
-			decodeError(body).text(status))),
-	}
+// failed is the transient failure of a token request the endpoint answered
+// with something other than a token.
+func (t *tokenSource) failed(status int, msg string) *vendorhttp.CallError {
+	return &vendorhttp.CallError{Status: status, Code: vendorhttp.CodeUnavailable, Message: t.clean(msg)}
+}
+
+// clean removes the credentials from a message and cuts it to what a record
+// holds.
+func (t *tokenSource) clean(s string) string {
+	return providers.Truncate(t.scrub(s), providers.MaxMessageLength)
 }

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/usersync/usersync-operator/internal/providers"
 )
@@ -228,7 +227,7 @@ func (c *Client) wireUser(u providers.User) map[string]any {
 	attrs := make([]attribute, 0, len(u.Attributes))
 	for name, v := range u.Attributes {
 		if userFields[name] {
-			set(name, scalar(v))
+			set(name, providers.Scalar(v))
 			continue
 		}
 		attrs = append(attrs, attributeOf(name, v))
@@ -243,7 +242,7 @@ func (c *Client) wireUser(u providers.User) map[string]any {
 // attributeOf types an attribute value: whole numbers are integers, other
 // numbers decimals, the rest text.
 func attributeOf(name string, v any) attribute {
-	a := attribute{Name: name, Value: scalar(v), Type: attrText}
+	a := attribute{Name: name, Value: providers.Scalar(v), Type: attrText}
 	if f, ok := v.(float64); ok {
 		a.Type = attrDecimal
 		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
@@ -251,35 +250,4 @@ func attributeOf(name string, v any) attribute {
 		}
 	}
 	return a
-}
-
-// scalar renders a JSON scalar as text.
-func scalar(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case bool:
-		return strconv.FormatBool(x)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case nil:
-		return ""
-	default:
-		return fmt.Sprint(x)
-	}
-}
-
-// maxMessage bounds a message put into a RecordError or AuthError.
-const maxMessage = 256
-
-// truncate cuts s to maxMessage bytes on a rune boundary.
-func truncate(s string) string {
-	if len(s) <= maxMessage {
-		return s
-	}
-	cut := maxMessage - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

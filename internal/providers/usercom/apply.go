@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
 // entry is what the client last wrote successfully for one custom_id.
@@ -329,19 +330,19 @@ func (a *applier) failed(r *record, err *providers.RecordError) {
 
 // send makes a call and sorts its outcome: an AuthError, a transient
 // failure of the call, or user.com's answer.
-func (a *applier) send(ctx context.Context, method, path string, body any) (*response, *providers.RecordError, *providers.AuthError) {
-	resp, err := a.c.call(ctx, method, path, body)
+func (a *applier) send(ctx context.Context, req vendorhttp.Request) (*vendorhttp.Response, *providers.RecordError, *providers.AuthError) {
+	resp, err := a.c.api.Do(ctx, req)
 	var ae *providers.AuthError
 	if errors.As(err, &ae) {
 		return nil, nil, ae
 	}
 	a.answered = true
 	if err != nil {
-		var re *providers.RecordError
-		if !errors.As(err, &re) {
-			re = a.c.recordError(false, true, codeVendorUnavailable, err.Error())
+		var ce *vendorhttp.CallError
+		if errors.As(err, &ce) {
+			return nil, ce.Record(), nil
 		}
-		return nil, re, nil
+		return nil, a.c.recordError(false, true, codeVendorUnavailable, err.Error()), nil
 	}
 	return resp, nil, nil
 }
@@ -369,22 +370,23 @@ func (a *applier) upsert(ctx context.Context, r *record) *providers.AuthError {
 	}
 	c.mu.Unlock()
 
-	resp, fail, ae := a.send(providers.ObserveCall(ctx, EndpointUpsert, 1), http.MethodPost, pathUpsert, body)
+	resp, fail, ae := a.send(ctx, vendorhttp.Request{Method: http.MethodPost, Path: pathUpsert, Body: body,
+		Idempotent: true, Endpoint: EndpointUpsert, Records: 1})
 	switch {
 	case ae != nil:
 		return ae
 	case fail != nil:
 		a.failed(r, fail)
-	case resp.ok():
-		a.upserted(r, resp.body)
-	case resp.status == http.StatusBadRequest || resp.status == http.StatusUnprocessableEntity:
-		a.failed(r, c.rejection(decodeError(resp.body), resp.status, ""))
+	case resp.OK():
+		a.upserted(r, resp.Body)
+	case resp.Status == http.StatusBadRequest || resp.Status == http.StatusUnprocessableEntity:
+		a.failed(r, c.rejection(decodeError(resp.Body), resp.Status, ""))
 	default:
-		msg := fmt.Sprintf("user.com answered HTTP %d to update_or_create: %s", resp.status, decodeError(resp.body).text(resp.status))
-		if resp.status == http.StatusNotFound {
+		msg := fmt.Sprintf("user.com answered HTTP %d to update_or_create: %s", resp.Status, errorText(resp.Status, resp.Body))
+		if resp.Status == http.StatusNotFound {
 			msg += "; is spec.endpoint the app's API base, https://<app>.user.com/api/public/?"
 		}
-		a.failed(r, c.recordError(false, false, statusCode(resp.status), msg))
+		a.failed(r, c.recordError(false, false, statusCode(resp.Status), msg))
 	}
 	return nil
 }
@@ -449,8 +451,9 @@ func (a *applier) mass(ctx context.Context, attr string, value any, recs []*reco
 	for i, r := range recs {
 		ids[i] = r.id
 	}
-	resp, fail, ae := a.send(providers.ObserveCall(ctx, EndpointMass, len(ids)), http.MethodPost, pathMass,
-		map[string]any{"ids": ids, "attribute": attr, "value": value})
+	resp, fail, ae := a.send(ctx, vendorhttp.Request{Method: http.MethodPost, Path: pathMass,
+		Body:       map[string]any{"ids": ids, "attribute": attr, "value": value},
+		Idempotent: true, Endpoint: EndpointMass, Records: len(ids)})
 	switch {
 	case ae != nil:
 		return ae
@@ -458,23 +461,23 @@ func (a *applier) mass(ctx context.Context, attr string, value any, recs []*reco
 		for _, r := range recs {
 			a.failed(r, fail)
 		}
-	case resp.ok():
+	case resp.OK():
 		for _, r := range recs {
 			c.rememberAttrs(r.ch.User.Key, r.id, map[string]any{attr: value})
 			r.open--
 		}
-	case resp.status == http.StatusBadRequest || resp.status == http.StatusUnprocessableEntity ||
-		resp.status == http.StatusRequestEntityTooLarge:
-		e := decodeError(resp.body)
-		if _, aboutIDs := e.fields["ids"]; (aboutIDs || resp.status == http.StatusRequestEntityTooLarge) && len(recs) > 1 {
+	case resp.Status == http.StatusBadRequest || resp.Status == http.StatusUnprocessableEntity ||
+		resp.Status == http.StatusRequestEntityTooLarge:
+		e := decodeError(resp.Body)
+		if _, aboutIDs := e.fields["ids"]; (aboutIDs || resp.Status == http.StatusRequestEntityTooLarge) && len(recs) > 1 {
 			return a.split(ctx, attr, value, recs)
 		}
-		err := c.rejection(e, resp.status, attr)
+		err := c.rejection(e, resp.Status, attr)
 		for _, r := range recs {
 			a.failed(r, err)
 		}
-	case resp.status == http.StatusNotFound:
-		e := decodeError(resp.body)
+	case resp.Status == http.StatusNotFound:
+		e := decodeError(resp.Body)
 		missing := e.idsNamed(ids)
 		if len(missing) == 0 && len(recs) > 1 {
 			return a.split(ctx, attr, value, recs)
@@ -485,14 +488,14 @@ func (a *applier) mass(ctx context.Context, attr string, value any, recs []*reco
 				rest = append(rest, r)
 				continue
 			}
-			a.vanished(r, e.text(resp.status))
+			a.vanished(r, e.text(resp.Status))
 		}
 		if len(rest) > 0 {
 			return a.mass(ctx, attr, value, rest)
 		}
 	default:
-		err := c.recordError(false, false, statusCode(resp.status),
-			fmt.Sprintf("user.com answered HTTP %d to a mass update of attribute %q: %s", resp.status, attr, decodeError(resp.body).text(resp.status)))
+		err := c.recordError(false, false, statusCode(resp.Status),
+			fmt.Sprintf("user.com answered HTTP %d to a mass update of attribute %q: %s", resp.Status, attr, errorText(resp.Status, resp.Body)))
 		for _, r := range recs {
 			a.failed(r, err)
 		}
@@ -520,22 +523,23 @@ func (a *applier) vanished(r *record, detail string) {
 // perUser sets several attributes of one user.
 func (a *applier) perUser(ctx context.Context, r *record, attrs map[string]any) *providers.AuthError {
 	c := a.c
-	resp, fail, ae := a.send(providers.ObserveCall(ctx, EndpointPerUser, 1), http.MethodPost, fmt.Sprintf(pathPerUser, r.id), attrs)
+	resp, fail, ae := a.send(ctx, vendorhttp.Request{Method: http.MethodPost, Path: fmt.Sprintf(pathPerUser, r.id), Body: attrs,
+		Idempotent: true, Endpoint: EndpointPerUser, Records: 1})
 	switch {
 	case ae != nil:
 		return ae
 	case fail != nil:
 		a.failed(r, fail)
-	case resp.ok():
+	case resp.OK():
 		c.rememberAttrs(r.ch.User.Key, r.id, attrs)
 		r.open--
-	case resp.status == http.StatusNotFound:
-		a.vanished(r, decodeError(resp.body).text(resp.status))
-	case resp.status == http.StatusBadRequest || resp.status == http.StatusUnprocessableEntity:
-		a.failed(r, c.rejection(decodeError(resp.body), resp.status, ""))
+	case resp.Status == http.StatusNotFound:
+		a.vanished(r, errorText(resp.Status, resp.Body))
+	case resp.Status == http.StatusBadRequest || resp.Status == http.StatusUnprocessableEntity:
+		a.failed(r, c.rejection(decodeError(resp.Body), resp.Status, ""))
 	default:
-		a.failed(r, c.recordError(false, false, statusCode(resp.status),
-			fmt.Sprintf("user.com answered HTTP %d to set_multiple_attributes: %s", resp.status, decodeError(resp.body).text(resp.status))))
+		a.failed(r, c.recordError(false, false, statusCode(resp.Status),
+			fmt.Sprintf("user.com answered HTTP %d to set_multiple_attributes: %s", resp.Status, errorText(resp.Status, resp.Body))))
 	}
 	return nil
 }
@@ -545,20 +549,21 @@ func (a *applier) perUser(ctx context.Context, r *record, attrs map[string]any) 
 func (a *applier) delete(ctx context.Context, r *record) *providers.AuthError {
 	c := a.c
 	key := r.ch.User.Key
-	resp, fail, ae := a.send(providers.ObserveCall(ctx, EndpointDelete, 1), http.MethodDelete, fmt.Sprintf(pathDelete, url.PathEscape(key)), nil)
+	resp, fail, ae := a.send(ctx, vendorhttp.Request{Method: http.MethodDelete, Path: fmt.Sprintf(pathDelete, url.PathEscape(key)),
+		Idempotent: true, Endpoint: EndpointDelete, Records: 1})
 	switch {
 	case ae != nil:
 		return ae
 	case fail != nil:
 		a.failed(r, fail)
-	case resp.ok() || resp.status == http.StatusNotFound:
+	case resp.OK() || resp.Status == http.StatusNotFound:
 		c.forget(key)
 		r.action = providers.ActionDeleted
 		r.open--
 	default:
-		refused := resp.status == http.StatusBadRequest || resp.status == http.StatusUnprocessableEntity
-		a.failed(r, c.recordError(refused, false, statusCode(resp.status),
-			fmt.Sprintf("user.com answered HTTP %d to the deletion: %s", resp.status, decodeError(resp.body).text(resp.status))))
+		refused := resp.Status == http.StatusBadRequest || resp.Status == http.StatusUnprocessableEntity
+		a.failed(r, c.recordError(refused, false, statusCode(resp.Status),
+			fmt.Sprintf("user.com answered HTTP %d to the deletion: %s", resp.Status, errorText(resp.Status, resp.Body))))
 	}
 	return nil
 }

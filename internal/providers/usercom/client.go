@@ -1,49 +1,61 @@
 package usercom
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
+	"math"
 	"net/http"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
-const (
-	// maxAttempts is how often one call is sent before its records are
-	// reported as transient failures.
-	maxAttempts = 5
-	// maxServerAttempts bounds the sends of a call user.com answers with
-	// 5xx or not at all: past a short blip the engine's per-record backoff
-	// takes over, so that one outage does not hold the provider's loop.
-	maxServerAttempts = 3
-	// firstBackoff is the wait after the first failed attempt; it doubles
-	// with every further one.
-	firstBackoff = time.Second
-	// maxWait is the longest Retry-After the client waits out itself; a
-	// longer one ends the attempts and the engine retries later.
-	maxWait = time.Minute
-	// maxBody bounds what is read of an answer.
-	maxBody = 8 << 20
-	// acceptHeader asks for version 2 of the API, as user.com's examples do.
-	acceptHeader = "*/*; version=2"
-)
+// acceptHeader asks for version 2 of the API, as user.com's examples do.
+const acceptHeader = "*/*; version=2"
+
+// vendor describes user.com's conventions to the HTTP client: it names the
+// credential "the API key", renders error answers with decodeError, and
+// words a 403 like a 401, a refusal of the key.
+var vendor = vendorhttp.Vendor{
+	Name:       "user.com",
+	Credential: "the API key",
+	ErrorText:  errorText,
+	Forbidden: func(r *vendorhttp.Response) string {
+		return "user.com refused the API key: " + errorText(r.Status, r.Body)
+	},
+}
+
+// policy is how user.com's calls are retried. User.com documents no rate
+// limits: a 429 is waited out (Retry-After, else 1 s, 2 s, 4 s, ...) for up
+// to five sends, but never longer than a minute at a time; 5xx answers and
+// network errors end the call after three sends, and the engine's
+// per-record backoff takes over, so that one outage does not hold the
+// provider's loop.
+var policy = vendorhttp.Policy{
+	MaxAttempts:       5,
+	MaxServerAttempts: 3,
+	Backoff:           wait.Backoff{Duration: time.Second, Factor: 2, Steps: math.MaxInt32},
+	MaxWait:           time.Minute,
+	MaxBody:           8 << 20,
+}
+
+// errorText renders an error answer of user.com for a message.
+func errorText(status int, body []byte) string { return decodeError(body).text(status) }
 
 // Client writes users to one user.com app. It is safe for concurrent use.
 type Client struct {
-	// base is the API base URL, ending in a slash.
-	base  string
-	token string
+	// api sends the calls to the app's API base URL, with the API key.
+	// Every call the client makes is idempotent (an upsert by custom_id,
+	// attribute writes, a delete by custom_id), so vendorhttp resends it
+	// after a 5xx or a lost answer.
+	api *vendorhttp.Client
 	// batch is the most ids of one mass call.
 	batch int
-	http  *http.Client
-	sleep func(ctx context.Context, d time.Duration) error
 
 	mu sync.Mutex
 	// cache maps a custom_id to what the client last wrote for it.
@@ -55,6 +67,20 @@ var (
 	_ providers.DeleteSupport = (*Client)(nil)
 )
 
+// newAPI is the HTTP client of the app whose API base is base (ending in a
+// slash), authorized by "Authorization: Token <token>".
+func newAPI(base, token string, cfg providers.Config) *vendorhttp.Client {
+	return &vendorhttp.Client{
+		Base:   base,
+		Vendor: vendor,
+		Creds:  vendorhttp.StaticHeader{Header: "Authorization", Prefix: "Token ", Value: token},
+		HTTP:   cfg.HTTPClient,
+		Policy: policy,
+		Header: http.Header{"Accept": {acceptHeader}},
+		Sleep:  cfg.Sleep,
+	}
+}
+
 // Identity implements providers.Client: user.com finds a user again by its
 // custom_id, which is the user's key.
 func (c *Client) Identity(u providers.User) string { return u.Key }
@@ -65,147 +91,29 @@ func (c *Client) CanDelete() (bool, string) { return true, "" }
 
 // Verify implements providers.Client with a read of one user.
 func (c *Client) Verify(ctx context.Context) error {
-	resp, err := c.call(providers.NameEndpoint(ctx, EndpointList), http.MethodGet, pathList, nil)
+	resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodGet, Path: pathList, Idempotent: true, Endpoint: EndpointList})
 	if err != nil {
 		return err
 	}
-	if resp.status >= 200 && resp.status <= 299 {
+	if resp.OK() {
 		return nil
 	}
-	msg := fmt.Sprintf("user.com answered HTTP %d to a read of users: %s", resp.status, decodeError(resp.body).text(resp.status))
-	if resp.status == http.StatusNotFound {
+	msg := fmt.Sprintf("user.com answered HTTP %d to a read of users: %s", resp.Status, errorText(resp.Status, resp.Body))
+	if resp.Status == http.StatusNotFound {
 		msg += "; is spec.endpoint the app's API base, https://<app>.user.com/api/public/?"
 	}
 	return errors.New(c.clean(msg))
 }
 
-// response is an answer that is not retried.
-type response struct {
-	status int
-	body   []byte
+// recordError builds a RecordError with a scrubbed, bounded message: the
+// messages the client builds itself quote user.com's answers, which
+// vendorhttp does not scrub.
+func (c *Client) recordError(permanent, uncertain bool, code, msg string) *providers.RecordError {
+	return &providers.RecordError{Permanent: permanent, Uncertain: uncertain, Code: code, Message: c.clean(msg)}
 }
 
-func (r *response) ok() bool { return r.status >= 200 && r.status <= 299 }
-
-// call sends a request to path (below the base URL) until user.com answers
-// something other than 429 or 5xx, and returns that answer. 429 is retried
-// up to maxAttempts times, 5xx and network errors up to maxServerAttempts
-// times, with Retry-After or exponential backoff: every call the client
-// makes is idempotent. The error is a *providers.AuthError for 401 and 403,
-// else a transient *providers.RecordError, uncertain when the request may
-// have been applied.
-func (c *Client) call(ctx context.Context, method, path string, body any) (*response, error) {
-	var payload []byte
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return nil, c.recordError(true, false, codeInvalidRecord, "encoding the request: "+err.Error())
-		}
-	}
-	var (
-		// applied is set once an attempt may have been carried out.
-		applied  bool
-		failures int // 5xx answers and network errors
-		last     *providers.RecordError
-	)
-	for attempt := 1; ; attempt++ {
-		if ctx.Err() != nil {
-			return nil, cancelled(applied)
-		}
-		status, header, respBody, err := c.do(ctx, method, path, payload)
-		var wait time.Duration
-		switch {
-		case err != nil:
-			if ctx.Err() != nil {
-				return nil, cancelled(true)
-			}
-			applied = true
-			failures++
-			last = c.recordError(false, true, codeVendorUnavailable, transportMessage(err))
-		case status == http.StatusUnauthorized || status == http.StatusForbidden:
-			reason := "Unauthorized"
-			if status == http.StatusForbidden {
-				reason = "Forbidden"
-			}
-			return nil, &providers.AuthError{StatusCode: status, Reason: reason,
-				Message: c.clean("user.com refused the API key: " + decodeError(respBody).text(status))}
-		case status == http.StatusTooManyRequests:
-			last = c.recordError(false, applied, codeRateLimited, "user.com is rate limiting: "+decodeError(respBody).text(status))
-			wait = retryAfter(header)
-		case status >= 500:
-			applied = true
-			failures++
-			last = c.recordError(false, true, codeVendorUnavailable,
-				fmt.Sprintf("user.com answered HTTP %d: %s", status, decodeError(respBody).text(status)))
-			wait = retryAfter(header)
-		default:
-			return &response{status: status, body: respBody}, nil
-		}
-		if attempt == maxAttempts || failures >= maxServerAttempts {
-			return nil, last
-		}
-		if wait == 0 {
-			wait = firstBackoff << (attempt - 1)
-		}
-		if wait > maxWait {
-			last.Message = c.clean(fmt.Sprintf("%s (user.com asked to wait %s)", last.Message, wait))
-			return nil, last
-		}
-		if err := c.sleep(ctx, wait); err != nil {
-			return nil, cancelled(applied)
-		}
-	}
-}
-
-// do sends one request and reads its answer.
-func (c *Client) do(ctx context.Context, method, path string, payload []byte) (int, http.Header, []byte, error) {
-	var body io.Reader
-	if payload != nil {
-		body = bytes.NewReader(payload)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Authorization", "Token "+c.token)
-	req.Header.Set("Accept", acceptHeader)
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	return resp.StatusCode, resp.Header, b, nil
-}
-
-// retryAfter is the wait Retry-After asks for, 0 without one.
-func retryAfter(h http.Header) time.Duration {
-	d, _ := providers.RetryAfter(h)
-	return d
-}
-
-// transportMessage describes a network error. The URL it may name never
-// holds the API key, which travels in a header.
-func transportMessage(err error) string {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "user.com did not answer in time"
-	}
-	return "user.com did not answer: " + err.Error()
-}
-
-// cancelled is the failure of a record whose call ctx ended; uncertain when
-// the call may have reached user.com.
-func cancelled(sent bool) *providers.RecordError {
-	msg := "the sync ended before the user was sent to user.com"
-	if sent {
-		msg = "the sync ended before user.com answered"
-	}
-	return &providers.RecordError{Code: codeCancelled, Uncertain: sent, Message: msg}
+// clean removes the API key from msg and cuts it to what a status record
+// holds.
+func (c *Client) clean(msg string) string {
+	return providers.Truncate(c.api.Creds.Scrub(msg), providers.MaxMessageLength)
 }

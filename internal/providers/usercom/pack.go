@@ -78,7 +78,7 @@ func Pack(writes []AttrWrite, maxIDs int) []Call {
 	if len(writes) == 0 {
 		return nil
 	}
-	p := newPlanner(writes, max(maxIDs, 1))
+	p := newPackSearch(writes, max(maxIDs, 1))
 	p.search()
 	return p.calls()
 }
@@ -105,8 +105,9 @@ type planGroup struct {
 	mass int
 }
 
-// planner holds the state of Pack's search.
-type planner struct {
+// packSearch is the state of Pack's local search: the users and groups of
+// the writes, which users get a per-user call, and the call count.
+type packSearch struct {
 	m      int
 	users  []planUser
 	groups []planGroup
@@ -116,7 +117,9 @@ type planner struct {
 	saving, free, costly, move []int
 }
 
-func newPlanner(writes []AttrWrite, m int) *planner {
+// newPackSearch starts the search at the all-mass plan of writes, with at
+// most m ids a mass call.
+func newPackSearch(writes []AttrWrite, m int) *packSearch {
 	// The last write of a (user, attribute) wins.
 	type ua struct {
 		id   int64
@@ -142,7 +145,7 @@ func newPlanner(writes []AttrWrite, m int) *planner {
 		wa, wb := writes[a], writes[b]
 		return cmp.Or(cmp.Compare(wa.UserID, wb.UserID), cmp.Compare(wa.Attr, wb.Attr))
 	})
-	p := &planner{m: m}
+	p := &packSearch{m: m}
 	userIx := map[int64]int{}
 	type av struct{ attr, vkey string }
 	groupIx := map[av]int{}
@@ -187,11 +190,11 @@ func newPlanner(writes []AttrWrite, m int) *planner {
 }
 
 // ceilDiv is ⌈n/m⌉ for n ≥ 0.
-func (p *planner) ceilDiv(n int) int { return (n + p.m - 1) / p.m }
+func (p *packSearch) ceilDiv(n int) int { return (n + p.m - 1) / p.m }
 
 // drop is how many mass calls a group with mass members saves when it
 // loses one: 1 when its last call holds a single id.
-func (p *planner) drop(mass int) int {
+func (p *packSearch) drop(mass int) int {
 	if mass > 0 && (mass-1)%p.m == 0 {
 		return 1
 	}
@@ -200,7 +203,7 @@ func (p *planner) drop(mass int) int {
 
 // deltaIn is the change of the call count when user u moves to a per-user
 // call.
-func (p *planner) deltaIn(u int) int {
+func (p *packSearch) deltaIn(u int) int {
 	d := 1
 	for _, g := range p.users[u].groups {
 		d -= p.drop(p.groups[g].mass)
@@ -210,7 +213,7 @@ func (p *planner) deltaIn(u int) int {
 
 // deltaOut is the change of the call count when user u leaves its per-user
 // call for the mass calls.
-func (p *planner) deltaOut(u int) int {
+func (p *packSearch) deltaOut(u int) int {
 	d := -1
 	for _, g := range p.users[u].groups {
 		if p.groups[g].mass%p.m == 0 {
@@ -222,7 +225,7 @@ func (p *planner) deltaOut(u int) int {
 
 // set moves user u to a per-user call or back to the mass calls, keeping
 // cost up to date.
-func (p *planner) set(u int, perUser bool) {
+func (p *packSearch) set(u int, perUser bool) {
 	if p.users[u].perUser == perUser {
 		return
 	}
@@ -243,7 +246,7 @@ func (p *planner) set(u int, perUser bool) {
 
 // search improves the plan until no move of its neighbourhood lowers the
 // call count. Every move it keeps lowers the count, so it ends.
-func (p *planner) search() {
+func (p *packSearch) search() {
 	for {
 		p.singleMoves()
 		if !p.fillMoves() && !p.plateauMoves() {
@@ -254,7 +257,7 @@ func (p *planner) search() {
 
 // singleMoves moves single users between per-user and mass while that
 // strictly lowers the count, the users whose move saves most first.
-func (p *planner) singleMoves() {
+func (p *packSearch) singleMoves() {
 	order := make([]int, len(p.users))
 	delta := make([]int, len(p.users))
 	for moved := true; moved; {
@@ -286,7 +289,7 @@ func (p *planner) singleMoves() {
 // fillMoves tries, group by group, to move all the mass members of the
 // group's last, partly used call to per-user calls, which saves that call,
 // again while that helps. It reports whether it kept a move.
-func (p *planner) fillMoves() bool {
+func (p *packSearch) fillMoves() bool {
 	improved := false
 	for gi := range p.groups {
 		for p.fill(gi) {
@@ -299,7 +302,7 @@ func (p *planner) fillMoves() bool {
 // fill tries to empty group gi's last mass call, moving the members whose
 // own move costs least: those that save a call first, then those that cost
 // nothing, in member order.
-func (p *planner) fill(gi int) bool {
+func (p *packSearch) fill(gi int) bool {
 	g := &p.groups[gi]
 	need := (g.mass-1)%p.m + 1
 	if g.mass == 0 || need == 1 {
@@ -331,7 +334,7 @@ func (p *planner) fill(gi int) bool {
 
 // plateauMoves tries the moves of single users that cost nothing on their
 // own. It reports whether it kept a move.
-func (p *planner) plateauMoves() bool {
+func (p *packSearch) plateauMoves() bool {
 	improved := false
 	for u := range p.users {
 		if !p.users[u].perUser && len(p.users[u].groups) > 1 && p.deltaIn(u) == 0 && p.try([]int{u}) {
@@ -344,7 +347,7 @@ func (p *planner) plateauMoves() bool {
 // try moves the users of move to per-user calls, then every user that the
 // move left able to save a call on its own (a follower), and followers of
 // followers. It keeps the moves when the count dropped, else undoes them.
-func (p *planner) try(move []int) bool {
+func (p *packSearch) try(move []int) bool {
 	before := p.cost
 	moved := slices.Clone(move)
 	for _, u := range move {
@@ -373,7 +376,7 @@ func (p *planner) try(move []int) bool {
 }
 
 // calls renders the plan.
-func (p *planner) calls() []Call {
+func (p *packSearch) calls() []Call {
 	var out []Call
 	for gi := range p.groups {
 		g := &p.groups[gi]

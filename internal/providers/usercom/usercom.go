@@ -1,6 +1,6 @@
 // Package usercom writes users to the public REST API of a User.com app
-// (https://<app>.user.com/api/public/), and holds an emulator of that API for
-// tests and the demo.
+// (https://<app>.user.com/api/public/). An emulator of that API, for tests
+// and the demo, is the package usercom/emulator.
 //
 // Authentication. Every request carries "Authorization: Token <key>" with
 // the key the provider's credentialsRef selects, and "Accept: */*;
@@ -56,12 +56,13 @@
 // user.com refuses for some of its ids (more than it takes, or users it no
 // longer knows) is sent again without them, or in halves.
 //
-// Retries. User.com documents no rate limits. A 429 is waited out
-// (Retry-After, else 1 s, 2 s, 4 s, ...) for up to five attempts; 5xx answers
-// and network errors are retried at most three times, which every call the
-// client makes tolerates, and then reported as transient, and as uncertain
-// when the request may have been applied. A sync whose context ends
-// reports the changes it did not finish as transient, reason Cancelled.
+// Retries. The calls go through vendorhttp with user.com's policy. User.com
+// documents no rate limits. A 429 is waited out (Retry-After, else 1 s,
+// 2 s, 4 s, ...) for up to five attempts; 5xx answers and network errors
+// end a call after three attempts, which every call the client makes
+// tolerates, and are then reported as transient, and as uncertain when the
+// request may have been applied. A sync whose context ends reports the
+// changes it did not finish as transient, reason Cancelled.
 //
 // Deletes. DELETE users-by-id/{custom_id}/ deletes a user; a 404 means it is
 // already gone and counts as deleted.
@@ -69,7 +70,6 @@ package usercom
 
 import (
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -125,20 +125,9 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 		batch = MaxBatch
 	}
 	batch = min(batch, MaxBatchLimit)
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = defaultHTTPClient
-	}
-	sleep := cfg.Sleep
-	if sleep == nil {
-		sleep = providers.SleepContext
-	}
 	return &Client{
-		base:  base,
-		token: token,
+		api:   newAPI(base, token, cfg),
 		batch: batch,
-		http:  hc,
-		sleep: sleep,
 		cache: map[string]*entry{},
 	}, nil
 }
@@ -166,5 +155,3 @@ func normalizeEndpoint(endpoint string) (string, error) {
 	u.RawPath = ""
 	return u.String(), nil
 }
-
-var defaultHTTPClient = &http.Client{Timeout: 30 * time.Second}

@@ -14,18 +14,20 @@ import (
 	"time"
 
 	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
+	ucemu "github.com/usersync/usersync-operator/internal/providers/usercom/emulator"
 )
 
 const testToken = "k3y-never-in-a-message-0123456789abcdef0123456789abcdef0123456789"
 
 // testAttributes are the custom attributes of the emulated app.
 var testAttributes = map[string]string{
-	"plan":      TypeString,
-	"seat":      TypeInteger,
-	"ratio":     TypeFloat,
-	"active":    TypeBoolean,
-	"renewal":   TypeDate,
-	"last_seen": TypeDatetime,
+	"plan":      ucemu.TypeString,
+	"seat":      ucemu.TypeInteger,
+	"ratio":     ucemu.TypeFloat,
+	"active":    ucemu.TypeBoolean,
+	"renewal":   ucemu.TypeDate,
+	"last_seen": ucemu.TypeDatetime,
 }
 
 // sleeps records the waits of a client instead of waiting.
@@ -48,7 +50,7 @@ func (s *sleeps) String() string {
 }
 
 type setup struct {
-	em    *Emulator
+	em    *ucemu.Emulator
 	c     *Client
 	sleep *sleeps
 	cfg   providers.Config
@@ -58,7 +60,7 @@ type setup struct {
 // and the emulator's ids per mass call.
 func newSetup(t testing.TB, batch int) *setup {
 	t.Helper()
-	em := NewEmulator(EmulatorOptions{Tokens: []string{testToken}, Attributes: testAttributes, MaxIDs: batch})
+	em := ucemu.New(ucemu.Options{Tokens: []string{testToken}, Attributes: testAttributes, MaxIDs: batch})
 	url := em.Start()
 	t.Cleanup(em.Close)
 	s := &setup{em: em, sleep: &sleeps{}}
@@ -164,7 +166,7 @@ func (s *setup) created(t testing.TB, us []providers.User) []providers.Change {
 // counts is the calls per endpoint since the last ResetCounters.
 func (s *setup) counts() map[string]int {
 	out := map[string]int{}
-	for _, ep := range []string{EndpointUpsert, EndpointMass, EndpointPerUser, EndpointDelete, EndpointList} {
+	for _, ep := range []string{ucemu.EndpointUpsert, ucemu.EndpointMass, ucemu.EndpointPerUser, ucemu.EndpointDelete, ucemu.EndpointList} {
 		if n := s.em.Calls(ep); n > 0 {
 			out[ep] = n
 		}
@@ -204,7 +206,7 @@ func TestPackedAttributeWrites(t *testing.T) {
 			chs := creates(us)
 			res := apply(t, s.c, chs)
 			t.Logf("first sync of 300 users: %v", s.counts())
-			if got := s.counts(); got[EndpointUpsert] != 300 || s.total() != 300 {
+			if got := s.counts(); got[ucemu.EndpointUpsert] != 300 || s.total() != 300 {
 				t.Fatalf("calls %v, want 300 upserts only", got)
 			}
 			for i, ch := range chs {
@@ -241,8 +243,8 @@ func TestPackedAttributeWrites(t *testing.T) {
 				}
 				plan := Pack(want, tc.batch)
 				t.Logf("%s: calls %v, Pack plans %d", name, s.counts(), len(plan))
-				if s.em.Calls(EndpointUpsert) != 0 {
-					t.Errorf("%s: %d upserts, want 0", name, s.em.Calls(EndpointUpsert))
+				if s.em.Calls(ucemu.EndpointUpsert) != 0 {
+					t.Errorf("%s: %d upserts, want 0", name, s.em.Calls(ucemu.EndpointUpsert))
 				}
 				if got := s.total(); got != len(plan) {
 					t.Errorf("%s: %d calls, Pack plans %d", name, got, len(plan))
@@ -254,8 +256,8 @@ func TestPackedAttributeWrites(t *testing.T) {
 				chs[i].User.Attributes = map[string]any{"plan": "enterprise"}
 			}
 			step("plan of 40 users", chs[:40], writesOf(chs[:40], "plan"))
-			if got := s.em.Calls(EndpointMass); got != tc.planCalls {
-				t.Errorf("%d mass calls, want %d (inputs %v)", got, tc.planCalls, s.em.Inputs(EndpointMass))
+			if got := s.em.Calls(ucemu.EndpointMass); got != tc.planCalls {
+				t.Errorf("%d mass calls, want %d (inputs %v)", got, tc.planCalls, s.em.Inputs(ucemu.EndpointMass))
 			}
 			for i := range 40 {
 				if u, _ := s.em.UserByCustomID(chs[i].User.Key); u.Attributes["plan"] != "enterprise" {
@@ -298,8 +300,8 @@ func TestSeveralAttributesOfOneUserGoInOneCall(t *testing.T) {
 	if r := res[chs[0].ID]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	t.Logf("calls %v, inputs %v", s.counts(), s.em.Inputs(EndpointPerUser))
-	if s.total() != 1 || s.em.Calls(EndpointPerUser) != 1 {
+	t.Logf("calls %v, inputs %v", s.counts(), s.em.Inputs(ucemu.EndpointPerUser))
+	if s.total() != 1 || s.em.Calls(ucemu.EndpointPerUser) != 1 {
 		t.Fatalf("calls %v, want one set_multiple_attributes", s.counts())
 	}
 	u, _ := s.em.UserByCustomID(us[0].Key)
@@ -401,7 +403,7 @@ func TestUnknownAttributeFailsOnlyItsRecords(t *testing.T) {
 	if u, _ := s.em.UserByCustomID(us[5].Key); u.Attributes["plan"] != "enterprise" {
 		t.Errorf("other call not applied: %v", u.Attributes)
 	}
-	if got := s.em.Inputs(EndpointMass); fmt.Sprint(got) != "[7 3]" {
+	if got := s.em.Inputs(ucemu.EndpointMass); fmt.Sprint(got) != "[7 3]" {
 		t.Errorf("mass inputs %v, want [7 3]", got)
 	}
 }
@@ -419,12 +421,12 @@ func TestRetries(t *testing.T) {
 		failCode  string
 		uncertain bool
 	}{
-		{"429 honours Retry-After", EndpointMass, 429, 1, false, "[1s]", 3, "", false},
-		{"503 backs off", EndpointMass, 503, 2, false, "[1s 2s]", 4, "", false},
-		{"5xx gives up after three attempts", EndpointMass, 502, 3, false, "[1s 2s]", 4, codeVendorUnavailable, true},
-		{"429 gives up after five attempts", EndpointMass, 429, 5, false, "[1s 1s 1s 1s]", 6, codeRateLimited, false},
-		{"a lost answer is uncertain", EndpointMass, 504, 3, true, "[1s 2s]", 4, codeVendorUnavailable, true},
-		{"upsert 503 is retried", EndpointUpsert, 503, 1, false, "[1s]", 2, "", false},
+		{"429 honours Retry-After", ucemu.EndpointMass, 429, 1, false, "[1s]", 3, "", false},
+		{"503 backs off", ucemu.EndpointMass, 503, 2, false, "[1s 2s]", 4, "", false},
+		{"5xx gives up after three attempts", ucemu.EndpointMass, 502, 3, false, "[1s 2s]", 4, codeVendorUnavailable, true},
+		{"429 gives up after five attempts", ucemu.EndpointMass, 429, 5, false, "[1s 1s 1s 1s]", 6, codeRateLimited, false},
+		{"a lost answer is uncertain", ucemu.EndpointMass, 504, 3, true, "[1s 2s]", 4, codeVendorUnavailable, true},
+		{"upsert 503 is retried", ucemu.EndpointUpsert, 503, 1, false, "[1s]", 2, "", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -439,14 +441,14 @@ func TestRetries(t *testing.T) {
 			for i := 5; i < 10; i++ {
 				chs[i].User.Attributes = map[string]any{"plan": "free"}
 			}
-			if tc.endpoint == EndpointUpsert {
+			if tc.endpoint == ucemu.EndpointUpsert {
 				chs = creates([]providers.User{{Key: "fresh"}})
 			}
-			if tc.after {
-				s.em.InjectAfterApply(tc.endpoint, tc.status, tc.count)
-			} else {
-				s.em.Inject(tc.endpoint, tc.status, tc.count)
+			f := ucemu.Fault{Status: tc.status, Count: tc.count, AfterApply: tc.after}
+			if tc.status == http.StatusTooManyRequests {
+				f.RetryAfter = "1"
 			}
+			s.em.Inject(tc.endpoint, f)
 			res := apply(t, s.c, chs)
 			if got := s.sleep.String(); got != tc.waits {
 				t.Errorf("waits %s, want %s", got, tc.waits)
@@ -471,7 +473,7 @@ func TestRetries(t *testing.T) {
 				// applied: their next change upserts them.
 				s.em.ResetCounters()
 				apply(t, s.c, chs)
-				if got := s.counts(); got[EndpointUpsert] != 5 || s.total() != 5 {
+				if got := s.counts(); got[ucemu.EndpointUpsert] != 5 || s.total() != 5 {
 					t.Errorf("after an uncertain failure: calls %v, want 5 upserts", got)
 				}
 			}
@@ -509,7 +511,7 @@ func TestCredentialsRefused(t *testing.T) {
 
 func TestForbiddenIsAnAuthError(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusForbidden, detail("You do not have permission to perform this action. Key "+testToken))
+		emulation.WriteJSON(w, http.StatusForbidden, map[string]string{"detail": "You do not have permission to perform this action. Key " + testToken})
 	}))
 	defer srv.Close()
 	c := fakeClient(t, srv.URL)
@@ -535,7 +537,7 @@ func TestDelete(t *testing.T) {
 	if _, ok := s.em.UserByCustomID(us[1].Key); ok || len(s.em.Users()) != 2 {
 		t.Fatalf("users %v", s.em.Users())
 	}
-	if n := s.em.Calls(EndpointDelete); n != 2 {
+	if n := s.em.Calls(ucemu.EndpointDelete); n != 2 {
 		t.Fatalf("%d delete calls, want 2 (the second answered 404)", n)
 	}
 	// A key with characters that need escaping.
@@ -553,7 +555,7 @@ func TestRestartedClientUpsertsAgain(t *testing.T) {
 	restarted := s.client(t)
 	s.em.ResetCounters()
 	res := apply(t, restarted, chs)
-	if got := s.counts(); got[EndpointUpsert] != 10 || s.total() != 10 {
+	if got := s.counts(); got[ucemu.EndpointUpsert] != 10 || s.total() != 10 {
 		t.Fatalf("calls %v, want 10 upserts", got)
 	}
 	for _, ch := range chs {
@@ -582,7 +584,7 @@ func TestUserDeletedAtUserComIsCreatedAgain(t *testing.T) {
 		chs[i].User.Attributes = map[string]any{"plan": "enterprise"}
 	}
 	res := apply(t, s.c, chs)
-	t.Logf("calls %v, mass inputs %v", s.counts(), s.em.Inputs(EndpointMass))
+	t.Logf("calls %v, mass inputs %v", s.counts(), s.em.Inputs(ucemu.EndpointMass))
 	for i, ch := range chs {
 		r := res[ch.ID]
 		if i != 3 {
@@ -595,7 +597,7 @@ func TestUserDeletedAtUserComIsCreatedAgain(t *testing.T) {
 			t.Errorf("%s: %+v", ch.User.Key, re)
 		}
 	}
-	if got := fmt.Sprint(s.em.Inputs(EndpointMass)); got != "[6 5]" {
+	if got := fmt.Sprint(s.em.Inputs(ucemu.EndpointMass)); got != "[6 5]" {
 		t.Errorf("mass inputs %s, want [6 5]", got)
 	}
 	// The engine's next attempt creates the user again.
@@ -610,7 +612,7 @@ func TestUserDeletedAtUserComIsCreatedAgain(t *testing.T) {
 
 func TestOversizedMassCallIsSplit(t *testing.T) {
 	// The client believes in 100 ids a call, the app takes 30.
-	em := NewEmulator(EmulatorOptions{Tokens: []string{testToken}, Attributes: testAttributes, MaxIDs: 30})
+	em := ucemu.New(ucemu.Options{Tokens: []string{testToken}, Attributes: testAttributes, MaxIDs: 30})
 	url := em.Start()
 	defer em.Close()
 	c, err := Factory{}.New(providers.Config{Endpoint: url, Credentials: map[string][]byte{"token": []byte(testToken)}})
@@ -629,8 +631,8 @@ func TestOversizedMassCallIsSplit(t *testing.T) {
 			t.Fatalf("%s: %v", r.ID, r.Err)
 		}
 	}
-	t.Logf("80 ids against a limit of 30: mass inputs %v", em.Inputs(EndpointMass))
-	if got := fmt.Sprint(em.Inputs(EndpointMass)); got != "[80 40 20 20 40 20 20]" {
+	t.Logf("80 ids against a limit of 30: mass inputs %v", em.Inputs(ucemu.EndpointMass))
+	if got := fmt.Sprint(em.Inputs(ucemu.EndpointMass)); got != "[80 40 20 20 40 20 20]" {
 		t.Errorf("mass inputs %s", got)
 	}
 }
@@ -829,8 +831,10 @@ func TestFactoryNew(t *testing.T) {
 				t.Fatal(err)
 			}
 			cl := c.(*Client)
-			if cl.base != tc.base || cl.batch != tc.batch || cl.token != "key" {
-				t.Fatalf("base %q batch %d token %q", cl.base, cl.batch, cl.token)
+			req, _ := http.NewRequest(http.MethodGet, cl.api.Base, nil)
+			_ = cl.api.Creds.Authorize(context.Background(), req)
+			if cl.api.Base != tc.base || cl.batch != tc.batch || req.Header.Get("Authorization") != "Token key" {
+				t.Fatalf("base %q batch %d Authorization %q", cl.api.Base, cl.batch, req.Header.Get("Authorization"))
 			}
 		})
 	}

@@ -10,9 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/usersync/usersync-operator/internal/providers"
+	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
 )
 
 // Wire types and encodings of user.com's public API. Answers are decoded
@@ -294,11 +293,13 @@ func statusCode(status int) string {
 	return "HTTP" + strconv.Itoa(status)
 }
 
-// Codes of the RecordErrors this client reports.
+// Codes of the RecordErrors this client reports. The first three are
+// vendorhttp's, which reports the failures of whole calls (rate limits,
+// 5xx, no answer, cancellation).
 const (
-	codeRateLimited       = "RateLimited"
-	codeVendorUnavailable = "VendorUnavailable"
-	codeCancelled         = "Cancelled"
+	codeRateLimited       = vendorhttp.CodeRateLimited
+	codeVendorUnavailable = vendorhttp.CodeUnavailable
+	codeCancelled         = vendorhttp.CodeCancelled
 	codeBadResponse       = "BadResponse"
 	codeUnknownAttribute  = "UnknownAttribute"
 	codeValidation        = "ValidationError"
@@ -307,31 +308,3 @@ const (
 	codeReservedAttribute = "ReservedAttribute"
 	codeUnsupported       = "Unsupported"
 )
-
-// maxMessage bounds a message put into a RecordError or AuthError.
-const maxMessage = 300
-
-// truncate cuts s to maxMessage bytes on a rune boundary.
-func truncate(s string) string {
-	if len(s) <= maxMessage {
-		return s
-	}
-	cut := maxMessage - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-// recordError builds a RecordError with a scrubbed, bounded message.
-func (c *Client) recordError(permanent, uncertain bool, code, msg string) *providers.RecordError {
-	return &providers.RecordError{Permanent: permanent, Uncertain: uncertain, Code: code, Message: c.clean(msg)}
-}
-
-// clean removes the API key from msg and bounds its length.
-func (c *Client) clean(msg string) string {
-	if c.token != "" {
-		msg = strings.ReplaceAll(msg, c.token, "[redacted]")
-	}
-	return truncate(msg)
-}

@@ -56,6 +56,7 @@ type Policy struct {
 	// MaxServerAttempts bounds the sends of an idempotent call the vendor
 	// answers with 5xx or not at all: past a short blip the engine's
 	// per-record backoff takes over, so one outage does not hold the loop.
+	// 0 means such a call is not resent.
 	MaxServerAttempts int
 	// Backoff is the wait before each resend that no answer header sets:
 	// Step() is taken once per resend.
@@ -66,6 +67,10 @@ type Policy struct {
 	MaxWait time.Duration
 	// MaxBody bounds what is read of an answer; 0 means DefaultMaxBody.
 	MaxBody int64
+	// ExactRetryAfter follows a Retry-After on a 429 or 5xx even when it
+	// asks for no wait (0, or a date past): the call is resent at once.
+	// False reads such a header as absent, and the backoff applies.
+	ExactRetryAfter bool
 }
 
 // DefaultPolicy is what the vendors of this operator use: six sends, three
@@ -84,8 +89,12 @@ type Throttle struct {
 	// Code and Message describe it, for the records if the client gives up.
 	Code    string
 	Message string
-	// Wait is how long the vendor asks to wait; 0 means the Policy's backoff.
+	// Wait is how long the vendor asks to wait; 0 means the Policy's backoff
+	// unless Exact is set.
 	Wait time.Duration
+	// Exact: Wait is the vendor's own wait even when it is 0 (a Retry-After
+	// of 0): the call is resent without the Policy's backoff.
+	Exact bool
 	// Final: waiting will not help now (a daily limit); do not resend.
 	Final bool
 }
@@ -100,7 +109,7 @@ type Vendor struct {
 	// ErrorText renders an error answer's body for a message; nil shows the
 	// status alone. It must never return a credential.
 	ErrorText func(status int, body []byte) string
-	// Throttle reads an answer other than 401/403 and 2xx: ok is true when
+	// Throttle reads an answer other than 2xx, 401 and 403: ok is true when
 	// it refused the call for now. Nil, or ok false for a 429, means a 429
 	// is read with its Retry-After alone.
 	Throttle func(r *Response) (t Throttle, ok bool)
@@ -177,6 +186,9 @@ type Request struct {
 	// Body is encoded as JSON when not nil; RawBody is sent as it is.
 	Body    any
 	RawBody []byte
+	// ContentType is the Content-Type of a body; "" means application/json
+	// (a form-encoded RawBody, such as an OAuth token request, sets it).
+	ContentType string
 	// Idempotent: sending the call twice has the effect of sending it once,
 	// so a 5xx or lost answer may be resent. Reads are idempotent.
 	Idempotent bool
@@ -231,6 +243,10 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			return nil, &CallError{Code: CodeBadRequest, Message: "encoding the request: " + err.Error()}
 		}
 	}
+	if ctx.Err() != nil {
+		// Not sent: not reported to the metrics either.
+		return nil, c.cancelled(false, nil)
+	}
 	if req.Records > 0 {
 		ctx = providers.ObserveCall(ctx, req.Endpoint, req.Records)
 	} else if req.Endpoint != "" {
@@ -250,6 +266,12 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		out := c.attempt(ctx, req, payload, renewed)
 		switch {
 		case out.err != nil:
+			// Credentials that failed (a token endpoint that is down) after
+			// an attempt that may have been applied leave the call uncertain.
+			var ce *CallError
+			if sent && errors.As(out.err, &ce) {
+				ce.Uncertain = true
+			}
 			return nil, out.err
 		case out.resp != nil:
 			return out.resp, nil
@@ -260,6 +282,9 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		}
 		last = out.fail
 		sent = sent || out.fail.Uncertain
+		// An earlier attempt that may have been applied leaves the call
+		// uncertain whatever the last answer (a 429 after a 503).
+		last.Uncertain = sent
 		if out.server {
 			failures++
 		}
@@ -268,7 +293,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 			return nil, last
 		}
 		wait := out.wait
-		if wait <= 0 {
+		if wait <= 0 && !out.exact {
 			wait = step
 		}
 		if c.Policy.MaxWait > 0 && wait > c.Policy.MaxWait {
@@ -295,10 +320,11 @@ type outcome struct {
 	err   error
 	renew bool
 	fail  *CallError
-	// wait is what the vendor asked for (0: backoff); stop: do not resend;
-	// server: a 5xx or no answer, counted against MaxServerAttempts.
-	wait         time.Duration
-	stop, server bool
+	// wait is what the vendor asked for (0: backoff, unless exact); stop: do
+	// not resend; server: a 5xx or no answer, counted against
+	// MaxServerAttempts.
+	wait                time.Duration
+	exact, stop, server bool
 }
 
 // attempt sends the call once and classifies the answer.
@@ -310,9 +336,9 @@ func (c *Client) attempt(ctx context.Context, req Request, payload []byte, renew
 			return outcome{err: err}
 		}
 		if ctx.Err() != nil {
-			return outcome{fail: c.cancelled(payload != nil, nil), stop: true}
+			return outcome{fail: c.cancelled(!isUnsent(err) && mayApply(req.Method, payload), nil), stop: true}
 		}
-		fail := &CallError{Code: CodeUnreachable, Message: c.transportMessage(err), Uncertain: payload != nil}
+		fail := &CallError{Code: CodeUnreachable, Message: c.transportMessage(err), Uncertain: mayApply(req.Method, payload)}
 		return outcome{fail: fail, server: true, stop: !req.Idempotent}
 	}
 	switch s := resp.Status; {
@@ -329,21 +355,23 @@ func (c *Client) attempt(ctx context.Context, req Request, payload []byte, renew
 		}
 		return outcome{err: &providers.AuthError{StatusCode: s, Reason: "Forbidden", Message: c.clean(msg)}}
 	}
-	if c.Vendor.Throttle != nil {
+	if c.Vendor.Throttle != nil && !resp.OK() {
 		if t, ok := c.Vendor.Throttle(&resp.Response); ok {
-			return outcome{fail: &CallError{Status: resp.Status, Code: t.Code, Message: c.clean(t.Message)}, wait: t.Wait, stop: t.Final}
+			return outcome{fail: &CallError{Status: resp.Status, Code: t.Code, Message: c.clean(t.Message)},
+				wait: t.Wait, exact: t.Exact, stop: t.Final}
 		}
 	}
 	switch s := resp.Status; {
 	case s == http.StatusTooManyRequests:
-		wait, _ := providers.RetryAfter(resp.Header)
+		wait, ok := providers.RetryAfter(resp.Header)
 		return outcome{fail: &CallError{Status: s, Code: CodeRateLimited,
-			Message: c.clean(c.Vendor.Name + " is rate limiting: " + c.errorText(resp))}, wait: wait}
+			Message: c.clean(c.Vendor.Name + " is rate limiting: " + c.errorText(resp))},
+			wait: wait, exact: ok && c.Policy.ExactRetryAfter}
 	case s >= 500:
-		wait, _ := providers.RetryAfter(resp.Header)
+		wait, ok := providers.RetryAfter(resp.Header)
 		fail := &CallError{Status: s, Code: CodeUnavailable, Uncertain: true,
 			Message: c.clean(fmt.Sprintf("%s answered HTTP %d: %s", c.Vendor.Name, s, c.errorText(resp)))}
-		return outcome{fail: fail, wait: wait, server: true, stop: !req.Idempotent}
+		return outcome{fail: fail, wait: wait, exact: ok && c.Policy.ExactRetryAfter, server: true, stop: !req.Idempotent}
 	case resp.readErr != nil:
 		// A 2xx whose body was cut: the call was applied, its answer lost.
 		fail := &CallError{Status: s, Code: CodeUnreachable, Uncertain: true,
@@ -353,6 +381,17 @@ func (c *Client) attempt(ctx context.Context, req Request, payload []byte, renew
 	return outcome{resp: &resp.Response}
 }
 
+// mayApply reports whether a request that may have reached the vendor may
+// have changed something: a request with a body, or one whose method is not
+// a read (a DELETE carries none).
+func mayApply(method string, payload []byte) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return payload != nil
+	}
+	return true
+}
+
 // sent is a response with the request it answers and a failed read.
 type sent struct {
 	Response
@@ -360,8 +399,13 @@ type sent struct {
 	readErr error
 }
 
-// transportError marks errors of http.Client.Do.
-type transportError struct{ err error }
+// transportError marks errors of http.Client.Do, and those of a
+// Credentials.Authorize that the context ended (unsent: the request was
+// never sent).
+type transportError struct {
+	err    error
+	unsent bool
+}
 
 func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
@@ -369,6 +413,11 @@ func (e *transportError) Unwrap() error { return e.err }
 func isTransport(err error) bool {
 	var te *transportError
 	return errors.As(err, &te)
+}
+
+func isUnsent(err error) bool {
+	var te *transportError
+	return errors.As(err, &te) && te.unsent
 }
 
 func (c *Client) send(ctx context.Context, req Request, payload []byte) (*sent, error) {
@@ -388,7 +437,11 @@ func (c *Client) send(ctx context.Context, req Request, payload []byte) (*sent, 
 		hr.Header[k] = vs
 	}
 	if payload != nil {
-		hr.Header.Set("Content-Type", "application/json")
+		ct := req.ContentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		hr.Header.Set("Content-Type", ct)
 	}
 	if hr.Header.Get("Accept") == "" {
 		hr.Header.Set("Accept", "application/json")
@@ -396,7 +449,7 @@ func (c *Client) send(ctx context.Context, req Request, payload []byte) (*sent, 
 	if c.Creds != nil {
 		if err := c.Creds.Authorize(ctx, hr); err != nil {
 			if ctx.Err() != nil {
-				return nil, &transportError{err}
+				return nil, &transportError{err: err, unsent: true}
 			}
 			return nil, err
 		}
@@ -407,7 +460,7 @@ func (c *Client) send(ctx context.Context, req Request, payload []byte) (*sent, 
 	}
 	res, err := hc.Do(hr)
 	if err != nil {
-		return nil, &transportError{err}
+		return nil, &transportError{err: err}
 	}
 	max := c.Policy.MaxBody
 	if max <= 0 {
@@ -430,14 +483,17 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) error {
 }
 
 // cancelled is the failure of a call whose context ended: uncertain when an
-// attempt may have reached the vendor. The last failure's code is kept when
-// there was one.
+// attempt may have reached the vendor. The last failure, when there was one
+// (the call was waiting to be resent), is named in the message.
 func (c *Client) cancelled(sent bool, last *CallError) *CallError {
 	msg := "the sync ended before the call was sent to " + c.Vendor.Name
-	if sent {
+	switch {
+	case last != nil:
+		msg = "the sync ended before the call was sent to " + c.Vendor.Name + " again: " + last.Message
+	case sent:
 		msg = "the sync ended before " + c.Vendor.Name + " answered"
 	}
-	return &CallError{Code: CodeCancelled, Message: msg, Uncertain: sent || last != nil && last.Uncertain}
+	return &CallError{Code: CodeCancelled, Message: c.clean(msg), Uncertain: sent || last != nil && last.Uncertain}
 }
 
 func (c *Client) credential() string {

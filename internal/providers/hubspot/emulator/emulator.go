@@ -1,9 +1,13 @@
-package hubspot
+// Package emulator is an in-memory HubSpot CRM v3 `users` API for tests,
+// benchmarks and the demo, built on the emulation harness. It implements
+// HubSpot's documented contract on its own: it does not import the
+// operator's HubSpot client.
+package emulator
 
 import (
 	"encoding/json"
 	"fmt"
-	"net"
+	"io"
 	"net/http"
 	"slices"
 	"sort"
@@ -11,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
 )
 
 // Emulator is an in-memory HubSpot CRM v3 `users` API that follows the
@@ -20,25 +26,21 @@ import (
 // rate limit answered with 429 and the X-HubSpot-RateLimit-* headers, and
 // injectable latency and faults. It counts calls per endpoint so tests can
 // assert exactly what was sent. The demo runs the operator against it.
+//
+// The harness (emulation.Server) gives it Start, StartOn, URL, Close,
+// Inject, Calls, Inputs, Throttled, MaxInWindow, Log and ResetCounters;
+// ResetCounters zeroes the counters, not the users.
 type Emulator struct {
-	opts EmulatorOptions
+	*emulation.Server
+	opts Options
 
-	mu       sync.Mutex
-	users    map[string]*EmulatedUser // by id
-	nextID   int
-	calls    map[string]int
-	inputs   map[string][]int
-	window   []time.Time // accepted rate-limited requests
-	maxIn    int
-	throttle int
-	faults   map[string][]Fault
-
-	srv *http.Server
-	url string
+	mu     sync.Mutex
+	users  map[string]*User // by id
+	nextID int
 }
 
-// EmulatorOptions configure an Emulator. Zero values are HubSpot's defaults.
-type EmulatorOptions struct {
+// Options configure an Emulator. Zero values are HubSpot's defaults.
+type Options struct {
 	// Tokens maps each valid bearer token to its scopes.
 	Tokens map[string][]string
 	// UniqueProperties have unique values (hasUniqueValue); hs_email always
@@ -69,8 +71,8 @@ type EmulatorOptions struct {
 	WholeCallErrors bool
 }
 
-// EmulatedUser is one user object.
-type EmulatedUser struct {
+// User is one user object.
+type User struct {
 	ID         string
 	Properties map[string]string
 	Archived   bool
@@ -78,16 +80,15 @@ type EmulatedUser struct {
 	UpdatedAt  time.Time
 }
 
-// Fault makes the next Count calls to an endpoint answer Status. With
-// AfterApply the call is carried out first and its answer lost, as when a
-// response times out.
-type Fault struct {
-	Status     int
-	Count      int
-	AfterApply bool
-	// RetryAfter is sent as the Retry-After header when not empty.
-	RetryAfter string
-}
+// Fault is an injected answer (see emulation.Fault): a 429 is answered
+// with HubSpot's rate-limit body, any other status with its error body.
+type Fault = emulation.Fault
+
+// Body faults, as Fault.Body takes them.
+const (
+	Malformed = emulation.Malformed
+	Truncated = emulation.Truncated
+)
 
 // Endpoint names, as Calls, Inputs and Inject take them.
 const (
@@ -101,10 +102,25 @@ const (
 	EndpointGet     = "get"
 )
 
-const usersPrefix = "/crm/v3/objects/users"
+// HubSpot's contract.
+const (
+	usersPrefix = "/crm/v3/objects/users"
+	// defaultMaxBatch is the inputs HubSpot accepts in one batch call.
+	defaultMaxBatch = 100
+	// propEmail is the user's email, unique unless DuplicateEmails.
+	propEmail = "hs_email"
+	// Scopes of the read and the write endpoints.
+	scopeRead  = "crm.objects.users.read"
+	scopeWrite = "crm.objects.users.write"
+	// Rate-limit headers.
+	hdrMax       = "X-HubSpot-RateLimit-Max"
+	hdrInterval  = "X-HubSpot-RateLimit-Interval-Milliseconds"
+	hdrRemaining = "X-HubSpot-RateLimit-Remaining"
+	contentType  = "application/json;charset=utf-8"
+)
 
-// NewEmulator returns an emulator that is not yet listening.
-func NewEmulator(o EmulatorOptions) *Emulator {
+// New returns an emulator that is not yet listening.
+func New(o Options) *Emulator {
 	if o.RateLimit == 0 {
 		o.RateLimit = 100
 	}
@@ -112,93 +128,25 @@ func NewEmulator(o EmulatorOptions) *Emulator {
 		o.RateWindow = 10 * time.Second
 	}
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = MaxBatch
+		o.MaxBatch = defaultMaxBatch
 	}
-	if !o.DuplicateEmails && !slices.Contains(o.UniqueProperties, PropEmail) {
-		o.UniqueProperties = append(slices.Clone(o.UniqueProperties), PropEmail)
+	if !o.DuplicateEmails && !slices.Contains(o.UniqueProperties, propEmail) {
+		o.UniqueProperties = append(slices.Clone(o.UniqueProperties), propEmail)
 	}
-	return &Emulator{opts: o, users: map[string]*EmulatedUser{}, nextID: 1000,
-		calls: map[string]int{}, inputs: map[string][]int{}, faults: map[string][]Fault{}}
-}
-
-// Start listens on a free local port and returns the base URL.
-func (e *Emulator) Start() string {
-	if err := e.StartOn("127.0.0.1:0"); err != nil {
-		panic(fmt.Sprintf("hubspot emulator: %v", err))
+	e := &Emulator{opts: o, users: map[string]*User{}, nextID: 1000}
+	e.Server = &emulation.Server{Handler: http.HandlerFunc(e.route), ErrorBody: faultBody,
+		ContentType: contentType, Latency: o.Latency}
+	if o.RateLimit > 0 {
+		e.Limit = &emulation.RateLimit{Limit: o.RateLimit, Window: o.RateWindow}
 	}
-	return e.url
-}
-
-// StartOn listens on addr.
-func (e *Emulator) StartOn(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	e.url = "http://" + l.Addr().String()
-	e.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = e.srv.Serve(l) }()
-	return nil
-}
-
-// URL is the base URL once started.
-func (e *Emulator) URL() string { return e.url }
-
-// Close stops the server.
-func (e *Emulator) Close() {
-	if e.srv != nil {
-		_ = e.srv.Close()
-	}
-}
-
-// Calls is the number of calls that reached an endpoint past auth and the
-// rate limit.
-func (e *Emulator) Calls(endpoint string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.calls[endpoint]
-}
-
-// Inputs lists the number of inputs of each call to a batch endpoint.
-func (e *Emulator) Inputs(endpoint string) []int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.inputs[endpoint])
-}
-
-// Throttled is the number of calls answered 429.
-func (e *Emulator) Throttled() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.throttle
-}
-
-// MaxInWindow is the most calls accepted within any rate window.
-func (e *Emulator) MaxInWindow() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.maxIn
-}
-
-// ResetCounters zeroes the call counters (not the users).
-func (e *Emulator) ResetCounters() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.calls, e.inputs, e.throttle, e.maxIn = map[string]int{}, map[string][]int{}, 0, 0
-}
-
-// Inject queues a fault for an endpoint.
-func (e *Emulator) Inject(endpoint string, f Fault) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.faults[endpoint] = append(e.faults[endpoint], f)
+	return e
 }
 
 // Users returns a copy of the users that are not archived, by id.
-func (e *Emulator) Users() []EmulatedUser {
+func (e *Emulator) Users() []User {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]EmulatedUser, 0, len(e.users))
+	out := make([]User, 0, len(e.users))
 	for _, u := range e.sortedUsers() {
 		if !u.Archived {
 			out = append(out, copyUser(u))
@@ -208,12 +156,12 @@ func (e *Emulator) Users() []EmulatedUser {
 }
 
 // UserByID returns a copy of a user, archived or not.
-func (e *Emulator) UserByID(id string) (EmulatedUser, bool) {
+func (e *Emulator) UserByID(id string) (User, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	u, ok := e.users[id]
 	if !ok {
-		return EmulatedUser{}, false
+		return User{}, false
 	}
 	return copyUser(u), true
 }
@@ -234,7 +182,7 @@ func (e *Emulator) Archive(id string) {
 	}
 }
 
-func copyUser(u *EmulatedUser) EmulatedUser {
+func copyUser(u *User) User {
 	c := *u
 	c.Properties = make(map[string]string, len(u.Properties))
 	for k, v := range u.Properties {
@@ -243,8 +191,8 @@ func copyUser(u *EmulatedUser) EmulatedUser {
 	return c
 }
 
-func (e *Emulator) sortedUsers() []*EmulatedUser {
-	out := make([]*EmulatedUser, 0, len(e.users))
+func (e *Emulator) sortedUsers() []*User {
+	out := make([]*User, 0, len(e.users))
 	for _, u := range e.users {
 		out = append(out, u)
 	}
@@ -252,14 +200,23 @@ func (e *Emulator) sortedUsers() []*EmulatedUser {
 	return out
 }
 
-// ServeHTTP implements http.Handler.
-func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// lessID orders numeric ids numerically.
+func lessID(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+// route finds the endpoint, checks the token and the rate limit, and
+// serves the call through the harness (faults, counters).
+func (e *Emulator) route(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, usersPrefix) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "Unknown path "+r.URL.Path, nil)
 		return
 	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, usersPrefix), "/")
-	endpoint, scope := "", ScopeRead
+	endpoint, scope := "", scopeRead
 	switch {
 	case r.Method == http.MethodGet && rest == "":
 		endpoint = EndpointList
@@ -268,18 +225,10 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && rest == EndpointRead, r.Method == http.MethodPost && rest == EndpointSearch:
 		endpoint = rest
 	case r.Method == http.MethodPost && slices.Contains([]string{EndpointCreate, EndpointUpdate, EndpointUpsert, EndpointArchive}, rest):
-		endpoint, scope = rest, ScopeWrite
+		endpoint, scope = rest, scopeWrite
 	default:
 		writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("No route for %s %s", r.Method, r.URL.Path), nil)
 		return
-	}
-
-	if e.opts.Latency > 0 {
-		select {
-		case <-time.After(e.opts.Latency):
-		case <-r.Context().Done():
-			return
-		}
 	}
 	if !e.authorize(w, r, scope) {
 		return
@@ -287,47 +236,105 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if endpoint != EndpointSearch && !e.admit(w) {
 		return
 	}
-	fault, faulty := e.takeFault(endpoint)
-	if faulty && !fault.AfterApply {
-		writeFault(w, fault)
+
+	switch endpoint {
+	case EndpointList:
+		e.Serve(w, r, endpoint, -1, e.list)
+		return
+	case EndpointGet:
+		e.Serve(w, r, endpoint, -1, func(w http.ResponseWriter, r *http.Request) { e.get(w, r, rest) })
+		return
+	case EndpointSearch:
+		var req searchRequest
+		if err := decode(r, &req); err != nil {
+			e.Serve(w, r, endpoint, -1, badJSON(err))
+			return
+		}
+		e.Serve(w, r, endpoint, -1, func(w http.ResponseWriter, _ *http.Request) { e.search(w, req) })
 		return
 	}
-	rec := w
-	if faulty {
-		rec = &discard{h: http.Header{}}
+	var req batchRequest
+	if err := decode(r, &req); err != nil {
+		e.Serve(w, r, endpoint, -1, badJSON(err))
+		return
 	}
-	e.serve(rec, r, endpoint, rest)
-	if faulty {
-		writeFault(w, fault)
+	e.Serve(w, r, endpoint, len(req.Inputs), func(w http.ResponseWriter, _ *http.Request) { e.batch(w, endpoint, req) })
+}
+
+// decode reads the whole body (so that the server notices a client that
+// gives up while a fault holds the answer back) and decodes it.
+func decode(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func badJSON(err error) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON: "+err.Error(), nil)
 	}
 }
 
-func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, endpoint, rest string) {
-	switch endpoint {
-	case EndpointList:
-		e.list(w, r)
-		return
-	case EndpointGet:
-		e.get(w, r, rest)
-		return
+// batchRequest is the body of the batch endpoints.
+type batchRequest struct {
+	Inputs     []json.RawMessage `json:"inputs"`
+	IDProperty string            `json:"idProperty"`
+	Properties []string          `json:"properties"`
+}
+
+// input is one input of a batch call.
+type input struct {
+	ID                 flexString        `json:"id"`
+	IDProperty         string            `json:"idProperty"`
+	Properties         map[string]string `json:"properties"`
+	ObjectWriteTraceID string            `json:"objectWriteTraceId"`
+}
+
+// flexString decodes a JSON string or number into a string.
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexString(s)
+		return nil
 	}
-	var req struct {
-		Inputs     []json.RawMessage `json:"inputs"`
-		IDProperty string            `json:"idProperty"`
-		Properties []string          `json:"properties"`
+	if string(b) == "null" {
+		*f = ""
+		return nil
 	}
-	if endpoint == EndpointSearch {
-		e.search(w, r)
-		return
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON: "+err.Error(), nil)
-		return
-	}
-	e.mu.Lock()
-	e.calls[endpoint]++
-	e.inputs[endpoint] = append(e.inputs[endpoint], len(req.Inputs))
-	e.mu.Unlock()
+	*f = flexString(n.String())
+	return nil
+}
+
+// searchRequest is the body of search.
+type searchRequest struct {
+	FilterGroups []struct {
+		Filters []searchFilter `json:"filters"`
+	} `json:"filterGroups"`
+	Properties []string `json:"properties"`
+	Limit      int      `json:"limit"`
+	After      string   `json:"after"`
+}
+
+type searchFilter struct {
+	PropertyName string   `json:"propertyName"`
+	Operator     string   `json:"operator"`
+	Value        string   `json:"value"`
+	Values       []string `json:"values"`
+}
+
+// batch serves the batch endpoints.
+func (e *Emulator) batch(w http.ResponseWriter, endpoint string, req batchRequest) {
 	if len(req.Inputs) == 0 {
 		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "inputs must not be empty", nil)
 		return
@@ -337,7 +344,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, endpoint, rest 
 			fmt.Sprintf("Batch input size of %d is greater than the maximum of %d", len(req.Inputs), e.opts.MaxBatch), nil)
 		return
 	}
-	ins := make([]emInput, len(req.Inputs))
+	ins := make([]input, len(req.Inputs))
 	for i, raw := range req.Inputs {
 		if err := json.Unmarshal(raw, &ins[i]); err != nil {
 			writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf("inputs[%d] is invalid: %v", i, err), nil)
@@ -361,13 +368,6 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, endpoint, rest 
 	}
 }
 
-type emInput struct {
-	ID                 flexString        `json:"id"`
-	IDProperty         string            `json:"idProperty"`
-	Properties         map[string]string `json:"properties"`
-	ObjectWriteTraceID string            `json:"objectWriteTraceId"`
-}
-
 // recordErr is the refusal of one input.
 type recordErr struct {
 	status   int
@@ -378,7 +378,7 @@ type recordErr struct {
 // batchWrite creates, updates or upserts. With every input traced, refused
 // inputs are reported in a 207 beside the written ones; otherwise the first
 // refusal fails the whole call and nothing is written.
-func (e *Emulator) batchWrite(w http.ResponseWriter, endpoint string, ins []emInput) {
+func (e *Emulator) batchWrite(w http.ResponseWriter, endpoint string, ins []input) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
@@ -388,7 +388,7 @@ func (e *Emulator) batchWrite(w http.ResponseWriter, endpoint string, ins []emIn
 	}
 	// Validate everything against the state plus the batch before writing.
 	type plan struct {
-		target *EmulatedUser // nil: create
+		target *User // nil: create
 		props  map[string]string
 		err    *recordErr
 	}
@@ -487,7 +487,7 @@ func (e *Emulator) batchWrite(w http.ResponseWriter, endpoint string, ins []emIn
 
 // validate checks read-only and unique properties and the Reject hook. i
 // identifies the input within the batch for uniqueness inside it.
-func (e *Emulator) validate(target *EmulatedUser, props map[string]string, claimed map[string]string, i int) *recordErr {
+func (e *Emulator) validate(target *User, props map[string]string, claimed map[string]string, i int) *recordErr {
 	for k := range props {
 		if k == "hs_object_id" || k == "hs_createdate" || k == "hs_lastmodifieddate" {
 			return &recordErr{http.StatusBadRequest, "VALIDATION_ERROR", fmt.Sprintf("Property values were not valid: %s is a read-only property", k)}
@@ -527,7 +527,7 @@ func (e *Emulator) validate(target *EmulatedUser, props map[string]string, claim
 
 // find returns the live user whose property (or id, without one) has a
 // value; email compares case-insensitively.
-func (e *Emulator) find(prop, value string) *EmulatedUser {
+func (e *Emulator) find(prop, value string) *User {
 	if prop == "" || prop == "hs_object_id" {
 		if u, ok := e.users[value]; ok && !u.Archived {
 			return u
@@ -538,17 +538,17 @@ func (e *Emulator) find(prop, value string) *EmulatedUser {
 		if u.Archived {
 			continue
 		}
-		if v := u.Properties[prop]; v == value || (prop == PropEmail && strings.EqualFold(v, value)) {
+		if v := u.Properties[prop]; v == value || (prop == propEmail && strings.EqualFold(v, value)) {
 			return u
 		}
 	}
 	return nil
 }
 
-func (e *Emulator) create(props map[string]string) *EmulatedUser {
+func (e *Emulator) create(props map[string]string) *User {
 	e.nextID++
 	now := time.Now().UTC()
-	u := &EmulatedUser{ID: strconv.Itoa(e.nextID), Properties: map[string]string{}, CreatedAt: now, UpdatedAt: now}
+	u := &User{ID: strconv.Itoa(e.nextID), Properties: map[string]string{}, CreatedAt: now, UpdatedAt: now}
 	for k, v := range props {
 		u.Properties[k] = v
 	}
@@ -568,7 +568,7 @@ func mergeProps(a, b map[string]string) map[string]string {
 	return m
 }
 
-func objectJSON(u *EmulatedUser, only []string) map[string]any {
+func objectJSON(u *User, only []string) map[string]any {
 	props := map[string]string{}
 	for k, v := range u.Properties {
 		if len(only) == 0 || slices.Contains(only, k) || k == "hs_object_id" {
@@ -579,7 +579,7 @@ func objectJSON(u *EmulatedUser, only []string) map[string]any {
 		"createdAt": u.CreatedAt, "updatedAt": u.UpdatedAt}
 }
 
-func (e *Emulator) batchRead(w http.ResponseWriter, ins []emInput, idProperty string, props []string) {
+func (e *Emulator) batchRead(w http.ResponseWriter, ins []input, idProperty string, props []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if idProperty != "" && !slices.Contains(e.opts.UniqueProperties, idProperty) {
@@ -611,15 +611,9 @@ func (e *Emulator) batchRead(w http.ResponseWriter, ins []emInput, idProperty st
 	writeJSON(w, status, body)
 }
 
-func (e *Emulator) search(w http.ResponseWriter, r *http.Request) {
-	var req searchRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Invalid input JSON: "+err.Error(), nil)
-		return
-	}
+func (e *Emulator) search(w http.ResponseWriter, req searchRequest) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.calls[EndpointSearch]++
 	limit := req.Limit
 	if limit <= 0 {
 		limit = 10
@@ -628,7 +622,7 @@ func (e *Emulator) search(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "limit must be at most 200", nil)
 		return
 	}
-	var hits []*EmulatedUser
+	var hits []*User
 	for _, u := range e.sortedUsers() {
 		if u.Archived {
 			continue
@@ -659,7 +653,7 @@ func (e *Emulator) search(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-func matches(u *EmulatedUser, f searchFilter) bool {
+func matches(u *User, f searchFilter) bool {
 	v := u.Properties[f.PropertyName]
 	switch strings.ToUpper(f.Operator) {
 	case "EQ":
@@ -696,7 +690,6 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.calls[EndpointList]++
 	var page []map[string]any
 	next := ""
 	for _, u := range e.sortedUsers() {
@@ -724,7 +717,6 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) get(w http.ResponseWriter, r *http.Request, id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.calls[EndpointGet]++
 	idProp := r.URL.Query().Get("idProperty")
 	u := e.find(idProp, id)
 	if u == nil {
@@ -756,79 +748,48 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, scope strin
 	return true
 }
 
-// admit applies the rolling rate limit.
+// admit applies the rolling rate limit and sets HubSpot's rate-limit
+// headers; a refused call gets HubSpot's 429.
 func (e *Emulator) admit(w http.ResponseWriter) bool {
-	if e.opts.RateLimit < 0 {
+	if e.Limit == nil {
 		return true
 	}
-	e.mu.Lock()
-	now := time.Now()
-	cut := now.Add(-e.opts.RateWindow)
-	i := 0
-	for i < len(e.window) && !e.window[i].After(cut) {
-		i++
-	}
-	e.window = e.window[i:]
+	remaining, ok := e.Admit()
 	h := w.Header()
-	h.Set("X-HubSpot-RateLimit-Max", strconv.Itoa(e.opts.RateLimit))
+	h.Set(hdrMax, strconv.Itoa(e.opts.RateLimit))
 	h.Set(hdrInterval, strconv.FormatInt(e.opts.RateWindow.Milliseconds(), 10))
-	if len(e.window) >= e.opts.RateLimit {
-		e.throttle++
-		e.mu.Unlock()
-		h.Set(hdrRemaining, "0")
+	h.Set(hdrRemaining, strconv.Itoa(remaining))
+	if !ok {
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{
 			"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
 			"errorType": "RATE_LIMIT", "correlationId": correlationID(), "policyName": "TEN_SECONDLY_ROLLING"})
-		return false
 	}
-	e.window = append(e.window, now)
-	e.maxIn = max(e.maxIn, len(e.window))
-	h.Set(hdrRemaining, strconv.Itoa(e.opts.RateLimit-len(e.window)))
-	e.mu.Unlock()
-	return true
+	return ok
 }
 
-func (e *Emulator) takeFault(endpoint string) (Fault, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	q := e.faults[endpoint]
-	if len(q) == 0 {
-		return Fault{}, false
+// faultBody is HubSpot's answer to an injected status.
+func faultBody(status int) any {
+	if status == http.StatusTooManyRequests {
+		return map[string]any{"status": "error", "message": "You have reached your secondly limit.",
+			"errorType": "RATE_LIMIT", "correlationId": correlationID(), "policyName": "SECONDLY"}
 	}
-	f := q[0]
-	if q[0].Count--; q[0].Count <= 0 {
-		e.faults[endpoint] = q[1:]
-	}
-	if f.AfterApply {
-		return f, true
-	}
-	e.calls[endpoint]++
-	return f, true
+	return errorBody("INTERNAL_ERROR", fmt.Sprintf("injected fault: HTTP %d", status), nil)
 }
 
-func writeFault(w http.ResponseWriter, f Fault) {
-	if f.RetryAfter != "" {
-		w.Header().Set("Retry-After", f.RetryAfter)
-	}
-	switch f.Status {
-	case http.StatusTooManyRequests:
-		writeJSON(w, f.Status, map[string]any{"status": "error", "message": "You have reached your secondly limit.",
-			"errorType": "RATE_LIMIT", "correlationId": correlationID(), "policyName": "SECONDLY"})
-	default:
-		writeError(w, f.Status, "INTERNAL_ERROR", fmt.Sprintf("injected fault: HTTP %d", f.Status), nil)
-	}
-}
-
-func writeError(w http.ResponseWriter, status int, category, msg string, ctx map[string][]string) {
+func errorBody(category, msg string, ctx map[string][]string) map[string]any {
 	body := map[string]any{"status": "error", "message": msg, "correlationId": correlationID(), "category": category}
 	if ctx != nil {
 		body["context"] = ctx
 	}
-	writeJSON(w, status, body)
+	return body
+}
+
+func writeError(w http.ResponseWriter, status int, category, msg string, ctx map[string][]string) {
+	writeJSON(w, status, errorBody(category, msg, ctx))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
-	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
 }
@@ -844,10 +805,3 @@ func correlationID() string {
 	corr.n++
 	return fmt.Sprintf("00000000-0000-4000-8000-%012d", corr.n)
 }
-
-// discard swallows the answer of a call whose response a fault loses.
-type discard struct{ h http.Header }
-
-func (d *discard) Header() http.Header         { return d.h }
-func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
-func (d *discard) WriteHeader(int)             {}

@@ -1,4 +1,8 @@
-package propel
+// Package emulator is an in-memory Propel REST v2 API for tests,
+// benchmarks and the demo, built on the emulation harness. It implements
+// Propel's documented contract on its own: it does not import the
+// operator's Propel client.
+package emulator
 
 import (
 	"bytes"
@@ -9,19 +13,19 @@ import (
 	"io"
 	"maps"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
 )
 
-// EmulatorOptions configures an Emulator.
-type EmulatorOptions struct {
+// Options configures an Emulator.
+type Options struct {
 	// Clients maps the client ids the token endpoint accepts to their
 	// secrets.
 	Clients map[string]string
@@ -54,45 +58,64 @@ type EmulatorOptions struct {
 // that lists every bad user; /users/bulk/id creates a user under a new id
 // when it does not know the id it is given; a numeric sourceId is echoed as
 // a JSON number, as in Propel's documented example answer.
+//
+// The harness (emulation.Server) gives it Start, StartOn, URL, Close,
+// Inject, Calls, Inputs, Log and ResetCounters. Calls and Inject take a
+// request path without /v2 (PathToken, PathBulkSource, PathBulkID, or a
+// lookup such as "/users/sourceId/42"); Calls counts the requests to it
+// that passed authentication, refused and faulted ones included, and
+// token requests. Inputs lists the users of every bulk call. ResetCounters
+// keeps users, tokens and queued faults.
 type Emulator struct {
-	opts EmulatorOptions
-	srv  *http.Server
-	url  string
+	*emulation.Server
+	opts Options
+	api  *http.ServeMux
 
 	mu       sync.Mutex
 	tokens   map[string]time.Time
 	users    map[int64]map[string]any
 	bySource map[sourceKey]int64
 	nextID   int64
-	calls    map[string]int
-	inputs   map[string][]int
-	faults   map[string][]*fault
 }
+
+// Fault is an injected answer (see emulation.Fault); a status is answered
+// with Propel's error object. A 429 carries Retry-After only when the
+// fault sets RetryAfter (Propel sends "1").
+type Fault = emulation.Fault
+
+// Body faults, as Fault.Body takes them.
+const (
+	Malformed = emulation.Malformed
+	Truncated = emulation.Truncated
+)
 
 // sourceKey is the natural key Propel matches bulk/sourceId users on.
 type sourceKey struct{ source, sourceID, language string }
 
-// fault is an injected answer.
-type fault struct {
-	status     int
-	count      int
-	afterApply bool
-}
-
-// Paths the emulator serves.
+// Paths the emulator serves, as Calls, Inputs and Inject take them.
 const (
-	emuTokenPath  = "/oauth2/token"
-	emuBulkSource = "/users/bulk/sourceId"
-	emuBulkID     = "/users/bulk/id"
+	PathToken      = "/oauth2/token"
+	PathBulkSource = "/users/bulk/sourceId"
+	PathBulkID     = "/users/bulk/id"
 )
 
-// NewEmulator returns an Emulator that is not listening yet.
-func NewEmulator(o EmulatorOptions) *Emulator {
+// Propel's contract.
+const (
+	// defaultTokenTTL is the lifetime Propel documents for its tokens.
+	defaultTokenTTL = 30 * time.Minute
+	// defaultMaxBatch is the most users of one bulk call.
+	defaultMaxBatch = 100
+	// maxBody bounds what is read of a bulk call.
+	maxBody = 8 << 20
+)
+
+// New returns an Emulator that is not listening yet.
+func New(o Options) *Emulator {
 	if o.TokenTTL <= 0 {
-		o.TokenTTL = defaultTokenLifetime
+		o.TokenTTL = defaultTokenTTL
 	}
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = MaxBatch
+		o.MaxBatch = defaultMaxBatch
 	}
 	e := &Emulator{
 		opts:     o,
@@ -100,92 +123,20 @@ func NewEmulator(o EmulatorOptions) *Emulator {
 		users:    map[int64]map[string]any{},
 		bySource: map[sourceKey]int64{},
 		nextID:   1000,
-		calls:    map[string]int{},
-		inputs:   map[string][]int{},
-		faults:   map[string][]*fault{},
 	}
-	e.srv = &http.Server{Handler: e.routes(), ReadHeaderTimeout: 10 * time.Second}
+	e.api = http.NewServeMux()
+	e.api.HandleFunc("POST "+PathBulkSource, func(w http.ResponseWriter, r *http.Request) { e.bulk(w, r, "sourceId") })
+	e.api.HandleFunc("POST "+PathBulkID, func(w http.ResponseWriter, r *http.Request) { e.bulk(w, r, "id") })
+	e.api.HandleFunc("GET /users/{lookupKey}/{lookupValue}", e.getUser)
+	e.Server = &emulation.Server{Handler: http.HandlerFunc(e.route), ErrorBody: faultBody, Latency: o.Latency}
 	return e
 }
-
-// Start serves on a free port of 127.0.0.1 and returns the base URL. It
-// panics when no port can be opened, as httptest.NewServer does.
-func (e *Emulator) Start() string {
-	if err := e.StartOn("127.0.0.1:0"); err != nil {
-		panic(fmt.Sprintf("propel emulator: %v", err))
-	}
-	return e.url
-}
-
-// StartOn serves on addr (host:port).
-func (e *Emulator) StartOn(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	e.url = "http://" + l.Addr().String()
-	go func() { _ = e.srv.Serve(l) }()
-	return nil
-}
-
-// URL is the base URL the emulator serves on.
-func (e *Emulator) URL() string { return e.url }
-
-// Close stops serving and closes open connections.
-func (e *Emulator) Close() { _ = e.srv.Close() }
 
 // ExpireTokens makes every access token issued so far invalid.
 func (e *Emulator) ExpireTokens() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	clear(e.tokens)
-}
-
-// Inject makes the next count requests to path (e.g. "/users/bulk/sourceId"
-// or "/oauth2/token") answer status without doing anything. A 429 carries
-// Retry-After: 1.
-func (e *Emulator) Inject(path string, status, count int) {
-	e.inject(path, &fault{status: status, count: count})
-}
-
-// InjectAfterApply makes the next count requests to path do their work and
-// then answer status instead of their result: a lost response.
-func (e *Emulator) InjectAfterApply(path string, status, count int) {
-	e.inject(path, &fault{status: status, count: count, afterApply: true})
-}
-
-func (e *Emulator) inject(path string, f *fault) {
-	if f.count <= 0 {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.faults[path] = append(e.faults[path], f)
-}
-
-// Calls counts the requests to path that passed authentication, including
-// refused and faulted ones. Token requests count under "/oauth2/token"; a
-// lookup counts under its own path, e.g. "/users/sourceId/42".
-func (e *Emulator) Calls(path string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.calls[path]
-}
-
-// Inputs lists the number of users of every bulk call to path counted by
-// Calls, in order.
-func (e *Emulator) Inputs(path string) []int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.inputs[path])
-}
-
-// ResetCounters zeroes Calls and Inputs; users, tokens and faults stay.
-func (e *Emulator) ResetCounters() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	clear(e.calls)
-	clear(e.inputs)
 }
 
 // Users returns a copy of every stored user, ordered by id. A user's "id"
@@ -234,121 +185,73 @@ func (e *Emulator) findBySource(source, sourceID string, language *string) map[s
 	return e.users[best]
 }
 
-// routes is the emulator's handler.
-func (e *Emulator) routes() http.Handler {
-	api := http.NewServeMux()
-	api.HandleFunc("POST "+emuBulkSource, func(w http.ResponseWriter, r *http.Request) { e.bulk(w, r, "sourceId") })
-	api.HandleFunc("POST "+emuBulkID, func(w http.ResponseWriter, r *http.Request) { e.bulk(w, r, "id") })
-	api.HandleFunc("GET /users/{lookupKey}/{lookupValue}", e.getUser)
-
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := strings.CutPrefix(r.URL.Path, "/v2/"); ok {
-			r.URL.Path = "/" + p
-			r.URL.RawPath = ""
-		}
-		if e.opts.Latency > 0 {
-			t := time.NewTimer(e.opts.Latency)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			}
-		}
-		if r.URL.Path == emuTokenPath {
-			e.serveWithFaults(w, r, http.HandlerFunc(e.token))
-			return
-		}
-		if !e.authorized(r) {
-			writeEmuError(w, http.StatusUnauthorized, "10001", "AuthenticationException", "invalid or expired access token")
-			return
-		}
-		e.serveWithFaults(w, r, api)
-	})
-}
-
-// serveWithFaults counts the request, then serves it or answers an
-// injected fault.
-func (e *Emulator) serveWithFaults(w http.ResponseWriter, r *http.Request, h http.Handler) {
+// route serves a request: the token endpoint, or with a valid access
+// token the API, through the harness (faults, counters).
+func (e *Emulator) route(w http.ResponseWriter, r *http.Request) {
+	if p, ok := strings.CutPrefix(r.URL.Path, "/v2/"); ok {
+		r.URL.Path = "/" + p
+		r.URL.RawPath = ""
+	}
 	path := r.URL.Path
+	if path == PathToken {
+		e.Serve(w, r, path, -1, e.token)
+		return
+	}
+	if !e.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "10001", "AuthenticationException", "invalid or expired access token")
+		return
+	}
 	users := -1
 	if strings.HasPrefix(path, "/users/bulk/") {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
-			writeEmuError(w, http.StatusBadRequest, "10005", "InvalidJSONPayload", "the body could not be read")
+			writeError(w, http.StatusBadRequest, "10005", "InvalidJSONPayload", "the body could not be read")
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 		var req struct {
 			Users []json.RawMessage `json:"users"`
 		}
 		_ = json.Unmarshal(body, &req)
 		users = len(req.Users)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-
-	e.mu.Lock()
-	e.calls[path]++
-	if users >= 0 {
-		e.inputs[path] = append(e.inputs[path], users)
-	}
-	var f *fault
-	if q := e.faults[path]; len(q) > 0 {
-		f = q[0]
-		if f.count--; f.count == 0 {
-			e.faults[path] = q[1:]
-		}
-	}
-	e.mu.Unlock()
-
-	switch {
-	case f == nil:
-		h.ServeHTTP(w, r)
-	case f.afterApply:
-		h.ServeHTTP(httptest.NewRecorder(), r)
-		writeFault(w, f.status)
-	default:
-		writeFault(w, f.status)
-	}
+	e.Serve(w, r, path, users, e.api.ServeHTTP)
 }
 
-// writeFault answers an injected status with a Propel error body.
-func writeFault(w http.ResponseWriter, status int) {
-	if status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeEmuError(w, status, strconv.Itoa(status), strings.ReplaceAll(http.StatusText(status), " ", ""), "injected fault")
+// faultBody is Propel's error object for an injected status.
+func faultBody(status int) any {
+	return errorBody(status, strconv.Itoa(status), strings.ReplaceAll(http.StatusText(status), " ", ""), "injected fault")
 }
 
-// writeEmuError writes Propel's error object.
-func writeEmuError(w http.ResponseWriter, status int, code, typ string, messages ...string) {
-	writeJSON(w, status, map[string]any{"error": map[string]any{
+// errorBody is Propel's error object.
+func errorBody(status int, code, typ string, messages ...string) any {
+	return map[string]any{"error": map[string]any{
 		"code":     code,
 		"status":   status,
 		"type":     typ,
 		"messages": messages,
 		"moreInfo": "https://www.propel.us/docs/errors/" + code,
-	}})
+	}}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+// writeError writes Propel's error object.
+func writeError(w http.ResponseWriter, status int, code, typ string, messages ...string) {
+	emulation.WriteJSON(w, status, errorBody(status, code, typ, messages...))
 }
 
 // token serves the client-credentials grant, with the credentials in the
 // form or in basic auth.
 func (e *Emulator) token(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		writeEmuError(w, http.StatusMethodNotAllowed, "10000", "MethodNotAllowed", "use POST")
+		writeError(w, http.StatusMethodNotAllowed, "10000", "MethodNotAllowed", "use POST")
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		writeEmuError(w, http.StatusBadRequest, "10005", "InvalidRequest", "the form could not be read")
+		writeError(w, http.StatusBadRequest, "10005", "InvalidRequest", "the form could not be read")
 		return
 	}
 	if gt := r.PostForm.Get("grant_type"); gt != "client_credentials" {
-		writeEmuError(w, http.StatusBadRequest, "10005", "InvalidRequest", fmt.Sprintf("unsupported grant_type %q", gt))
+		writeError(w, http.StatusBadRequest, "10005", "InvalidRequest", fmt.Sprintf("unsupported grant_type %q", gt))
 		return
 	}
 	id, secret, ok := r.BasicAuth()
@@ -357,7 +260,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request) {
 	}
 	want, known := e.opts.Clients[id]
 	if !known || id == "" || secret != want {
-		writeEmuError(w, http.StatusUnauthorized, "10001", "AuthenticationException", "invalid client credentials")
+		writeError(w, http.StatusUnauthorized, "10001", "AuthenticationException", "invalid client credentials")
 		return
 	}
 	var b [16]byte
@@ -366,7 +269,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.tokens[tok] = time.Now().Add(e.opts.TokenTTL)
 	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]string{
+	emulation.WriteJSON(w, http.StatusOK, map[string]string{
 		"access_token": tok,
 		"token_type":   "BearerToken",
 		"expires_in":   strconv.Itoa(int(e.opts.TokenTTL / time.Second)),
@@ -413,26 +316,26 @@ func (e *Emulator) bulk(w http.ResponseWriter, r *http.Request, lookupKey string
 	dec.UseNumber()
 	var body any
 	if err := dec.Decode(&body); err != nil {
-		writeEmuError(w, http.StatusBadRequest, "10005", "InvalidJSONPayload", "the body is not valid JSON")
+		writeError(w, http.StatusBadRequest, "10005", "InvalidJSONPayload", "the body is not valid JSON")
 		return
 	}
 	top, ok := body.(map[string]any)
 	if !ok {
-		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException", "#: expected type: JSONObject")
+		writeError(w, http.StatusBadRequest, "10007", "SchemaValidationException", "#: expected type: JSONObject")
 		return
 	}
 	raw, ok := top["users"]
 	if !ok {
-		writeEmuError(w, http.StatusBadRequest, "10016", "LookupKeyNotFound", "#: required key [users] not found")
+		writeError(w, http.StatusBadRequest, "10016", "LookupKeyNotFound", "#: required key [users] not found")
 		return
 	}
 	list, ok := raw.([]any)
 	if !ok {
-		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException", "#/users: expected type: JSONArray")
+		writeError(w, http.StatusBadRequest, "10007", "SchemaValidationException", "#/users: expected type: JSONArray")
 		return
 	}
 	if len(list) > e.opts.MaxBatch {
-		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException",
+		writeError(w, http.StatusBadRequest, "10007", "SchemaValidationException",
 			e.render([]problem{{index: -1, text: fmt.Sprintf("too many items (%d, maximum %d)", len(list), e.opts.MaxBatch)}})...)
 		return
 	}
@@ -453,7 +356,7 @@ func (e *Emulator) bulk(w http.ResponseWriter, r *http.Request, lookupKey string
 		}
 	}
 	if len(problems) > 0 {
-		writeEmuError(w, http.StatusBadRequest, "10007", "SchemaValidationException", e.render(problems)...)
+		writeError(w, http.StatusBadRequest, "10007", "SchemaValidationException", e.render(problems)...)
 		return
 	}
 
@@ -470,7 +373,7 @@ func (e *Emulator) bulk(w http.ResponseWriter, r *http.Request, lookupKey string
 	if e.opts.ShuffleResults {
 		shuffle(items)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": items, "messages": []string{"Completed"}, "total": len(items)})
+	emulation.WriteJSON(w, http.StatusOK, map[string]any{"data": items, "messages": []string{"Completed"}, "total": len(items)})
 }
 
 // shuffle reorders items at random; should that leave them in order, it
@@ -756,7 +659,7 @@ func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) {
 		source := q.Get("source")
 		if source == "" {
 			e.mu.Unlock()
-			writeEmuError(w, http.StatusBadRequest, "10006", "InvalidLookupKey", "the source parameter is required with lookupKey sourceId")
+			writeError(w, http.StatusBadRequest, "10006", "InvalidLookupKey", "the source parameter is required with lookupKey sourceId")
 			return
 		}
 		var lang *string
@@ -767,7 +670,7 @@ func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) {
 		u = e.findBySource(source, value, lang)
 	default:
 		e.mu.Unlock()
-		writeEmuError(w, http.StatusBadRequest, "10006", "InvalidLookupKey", fmt.Sprintf("unknown lookup key %q", key))
+		writeError(w, http.StatusBadRequest, "10006", "InvalidLookupKey", fmt.Sprintf("unknown lookup key %q", key))
 		return
 	}
 	if u != nil {
@@ -775,10 +678,10 @@ func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Unlock()
 	if u == nil {
-		writeEmuError(w, http.StatusNotFound, "10008", "NotFound", "user not found")
+		writeError(w, http.StatusNotFound, "10008", "NotFound", "user not found")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": u, "messages": []string{"Completed"}})
+	emulation.WriteJSON(w, http.StatusOK, map[string]any{"data": u, "messages": []string{"Completed"}})
 }
 
 // deepCopy copies decoded JSON.

@@ -1,4 +1,8 @@
-package usercom
+// Package emulator is an in-memory user.com public API for tests,
+// benchmarks and the demo, built on the emulation harness. It implements
+// user.com's documented contract on its own: it does not import the
+// operator's user.com client.
+package emulator
 
 import (
 	"bytes"
@@ -6,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -16,24 +18,26 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
 )
 
-// EmulatorOptions configures an Emulator.
-type EmulatorOptions struct {
+// Options configures an Emulator.
+type Options struct {
 	// Tokens are the API keys the emulator accepts.
 	Tokens []string
 	// Attributes are the custom attributes defined in the app: name to
 	// type, one of the Type constants. A value for another name is
 	// refused.
 	Attributes map[string]string
-	// MaxIDs is the most ids one mass call may carry; 0 means MaxBatch. A
+	// MaxIDs is the most ids one mass call may carry; 0 means 100. A
 	// larger call is refused with 400.
 	MaxIDs int
 	// Latency delays every answer.
 	Latency time.Duration
 }
 
-// Types of custom attributes, as EmulatorOptions.Attributes takes them.
+// Types of custom attributes, as Options.Attributes takes them.
 const (
 	TypeString   = "string"
 	TypeInteger  = "integer"
@@ -43,7 +47,7 @@ const (
 	TypeDatetime = "datetime"
 )
 
-// Endpoint names, as Calls, Inputs, Inject and InjectAfterApply take them.
+// Endpoint names, as Calls, Inputs and Inject take them.
 const (
 	EndpointUpsert  = "users/update_or_create/"
 	EndpointMass    = "users/mass_update_custom_attributes/"
@@ -52,8 +56,8 @@ const (
 	EndpointList    = "users/"
 )
 
-// EmulatedUser is a user stored by the emulator.
-type EmulatedUser struct {
+// User is a user stored by the emulator.
+type User struct {
 	ID        int64
 	CustomID  string
 	Email     string
@@ -67,6 +71,41 @@ type EmulatedUser struct {
 	Attributes map[string]any
 }
 
+// Fault is an injected answer (see emulation.Fault); a status is answered
+// with {"detail": "Injected fault: ..."}. A 429 carries Retry-After only
+// when the fault sets RetryAfter.
+type Fault = emulation.Fault
+
+// Body faults, as Fault.Body takes them.
+const (
+	Malformed = emulation.Malformed
+	Truncated = emulation.Truncated
+)
+
+// user.com's contract.
+const (
+	// APIPath is where user.com serves its public API on the app's host.
+	APIPath = "/api/public/"
+	// defaultMaxIDs is the most ids of one mass call.
+	defaultMaxIDs = 100
+	// maxBody bounds what is read of a call.
+	maxBody = 8 << 20
+
+	fieldCustomID  = "custom_id"
+	fieldEmail     = "email"
+	fieldFirstName = "first_name"
+	fieldLastName  = "last_name"
+)
+
+// standardAttrs are user.com's standard user fields besides the ones above.
+var standardAttrs = map[string]bool{
+	"assigned_to": true, "city": true, "company_id": true, "country": true,
+	"facebook_url": true, "gender": true, "google_url": true, "gravatar_url": true,
+	"linkedin_url": true, "notifications": true, "phone_number": true, "region": true,
+	"score": true, "status": true, "timezone": true, "twitter_url": true,
+	"unsubscribed": true,
+}
+
 // Emulator is an in-memory user.com public API for tests and the demo, a
 // real HTTP server under /api/public/. It is safe for concurrent use.
 //
@@ -75,7 +114,7 @@ type EmulatedUser struct {
 // (PUT or POST), users/{id}/set_multiple_attributes/, DELETE
 // users-by-id/{custom_id}/ and GET users/ (paged by limit and offset).
 // Every request needs "Authorization: Token <key>" with a key of
-// EmulatorOptions.Tokens; others get 401 {"detail":"Invalid token."}.
+// Options.Tokens; others get 401 {"detail":"Invalid token."}.
 //
 // Where user.com documents nothing, it makes these choices, in the style of
 // the Django REST Framework app user.com is: a path without its trailing
@@ -89,42 +128,35 @@ type EmulatedUser struct {
 // elements."]}; null clears an attribute. It is stricter about types than
 // user.com may be: a string attribute takes only strings, an integer one
 // only JSON integers.
+//
+// The harness (emulation.Server) gives it StartOn, Close, Inject, Calls, Inputs,
+// Log and ResetCounters. Calls counts the authenticated requests to an
+// endpoint (an Endpoint constant), refused and faulted ones included;
+// Inputs lists, per call, the ids of a mass call or the attributes of a
+// set_multiple_attributes call. ResetCounters keeps users and queued
+// faults.
 type Emulator struct {
-	opts EmulatorOptions
-	srv  *http.Server
-	url  string
+	*emulation.Server
+	opts Options
 
 	mu       sync.Mutex
-	users    map[int64]*EmulatedUser
+	users    map[int64]*User
 	byCustom map[string]int64
 	nextID   int64
-	calls    map[string]int
-	inputs   map[string][]int
-	faults   map[string][]*fault
 }
 
-// fault is an injected answer.
-type fault struct {
-	status     int
-	count      int
-	afterApply bool
-}
-
-// NewEmulator returns an Emulator that is not listening yet.
-func NewEmulator(o EmulatorOptions) *Emulator {
+// New returns an Emulator that is not listening yet.
+func New(o Options) *Emulator {
 	if o.MaxIDs <= 0 {
-		o.MaxIDs = MaxBatch
+		o.MaxIDs = defaultMaxIDs
 	}
 	e := &Emulator{
 		opts:     o,
-		users:    map[int64]*EmulatedUser{},
+		users:    map[int64]*User{},
 		byCustom: map[string]int64{},
 		nextID:   5000,
-		calls:    map[string]int{},
-		inputs:   map[string][]int{},
-		faults:   map[string][]*fault{},
 	}
-	e.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	e.Server = &emulation.Server{Handler: http.HandlerFunc(e.handle), ErrorBody: faultBody, Latency: o.Latency}
 	return e
 }
 
@@ -132,79 +164,23 @@ func NewEmulator(o EmulatorOptions) *Emulator {
 // which ends in /api/public/. It panics when no port can be opened, as
 // httptest.NewServer does.
 func (e *Emulator) Start() string {
-	if err := e.StartOn("127.0.0.1:0"); err != nil {
-		panic(fmt.Sprintf("usercom emulator: %v", err))
-	}
-	return e.url
-}
-
-// StartOn serves on addr (host:port).
-func (e *Emulator) StartOn(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	e.url = "http://" + l.Addr().String() + apiPath
-	go func() { _ = e.srv.Serve(l) }()
-	return nil
+	e.Server.Start()
+	return e.URL()
 }
 
 // URL is the API base URL the emulator serves on, ending in /api/public/.
-func (e *Emulator) URL() string { return e.url }
-
-// Close stops serving and closes open connections.
-func (e *Emulator) Close() { _ = e.srv.Close() }
-
-// Inject makes the next count requests to endpoint (an Endpoint constant)
-// answer status without doing anything. A 429 carries Retry-After: 1.
-func (e *Emulator) Inject(endpoint string, status, count int) {
-	e.inject(endpoint, &fault{status: status, count: count})
-}
-
-// InjectAfterApply makes the next count requests to endpoint do their work
-// and then answer status instead of their result: a lost response.
-func (e *Emulator) InjectAfterApply(endpoint string, status, count int) {
-	e.inject(endpoint, &fault{status: status, count: count, afterApply: true})
-}
-
-func (e *Emulator) inject(endpoint string, f *fault) {
-	if f.count <= 0 {
-		return
+func (e *Emulator) URL() string {
+	if e.Server.URL() == "" {
+		return ""
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.faults[endpoint] = append(e.faults[endpoint], f)
-}
-
-// Calls counts the authenticated requests to endpoint, including refused
-// and faulted ones.
-func (e *Emulator) Calls(endpoint string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.calls[endpoint]
-}
-
-// Inputs lists, per call counted by Calls, the ids of a mass call or the
-// attributes of a set_multiple_attributes call, in order.
-func (e *Emulator) Inputs(endpoint string) []int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.inputs[endpoint])
-}
-
-// ResetCounters zeroes Calls and Inputs; users and faults stay.
-func (e *Emulator) ResetCounters() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	clear(e.calls)
-	clear(e.inputs)
+	return e.Server.URL() + APIPath
 }
 
 // Users returns a copy of every user, ordered by id.
-func (e *Emulator) Users() []EmulatedUser {
+func (e *Emulator) Users() []User {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]EmulatedUser, 0, len(e.users))
+	out := make([]User, 0, len(e.users))
 	for _, id := range slices.Sorted(maps.Keys(e.users)) {
 		out = append(out, copyUser(e.users[id]))
 	}
@@ -212,12 +188,12 @@ func (e *Emulator) Users() []EmulatedUser {
 }
 
 // UserByCustomID returns a copy of the user with this custom_id.
-func (e *Emulator) UserByCustomID(customID string) (EmulatedUser, bool) {
+func (e *Emulator) UserByCustomID(customID string) (User, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	id, ok := e.byCustom[customID]
 	if !ok {
-		return EmulatedUser{}, false
+		return User{}, false
 	}
 	return copyUser(e.users[id]), true
 }
@@ -240,77 +216,49 @@ func (e *Emulator) remove(customID string) bool {
 	return ok
 }
 
-func copyUser(u *EmulatedUser) EmulatedUser {
+func copyUser(u *User) User {
 	c := *u
 	c.Fields = maps.Clone(u.Fields)
 	c.Attributes = maps.Clone(u.Attributes)
 	return c
 }
 
-// ServeHTTP implements http.Handler.
-func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e.opts.Latency > 0 {
-		t := time.NewTimer(e.opts.Latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
-	}
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), apiPath)
+// handle checks the path, the method and the API key, then serves the call
+// through the harness (faults, counters).
+func (e *Emulator) handle(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), APIPath)
 	if !ok {
-		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		emulation.WriteJSON(w, http.StatusNotFound, detail("Not found."))
 		return
 	}
 	if !strings.HasSuffix(rest, "/") {
-		writeJSON(w, http.StatusNotFound, detail(fmt.Sprintf(
-			"Not found. user.com API paths end with a slash: %s%s/", apiPath, rest)))
+		emulation.WriteJSON(w, http.StatusNotFound, detail(fmt.Sprintf(
+			"Not found. user.com API paths end with a slash: %s%s/", APIPath, rest)))
 		return
 	}
 	endpoint, param, methods := route(rest)
 	if endpoint == "" {
-		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		emulation.WriteJSON(w, http.StatusNotFound, detail("Not found."))
 		return
 	}
 	if !slices.Contains(methods, r.Method) {
-		writeJSON(w, http.StatusMethodNotAllowed, detail(fmt.Sprintf("Method %q not allowed.", r.Method)))
+		emulation.WriteJSON(w, http.StatusMethodNotAllowed, detail(fmt.Sprintf("Method %q not allowed.", r.Method)))
 		return
 	}
 	if msg, ok := e.authorized(r); !ok {
-		writeJSON(w, http.StatusUnauthorized, detail(msg))
+		emulation.WriteJSON(w, http.StatusUnauthorized, detail(msg))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, detail("The body could not be read."))
+		emulation.WriteJSON(w, http.StatusBadRequest, detail("The body could not be read."))
 		return
 	}
-
-	e.mu.Lock()
-	e.calls[endpoint]++
-	if n, counted := countInputs(endpoint, body); counted {
-		e.inputs[endpoint] = append(e.inputs[endpoint], n)
+	inputs, counted := countInputs(endpoint, body)
+	if !counted {
+		inputs = -1
 	}
-	var f *fault
-	if q := e.faults[endpoint]; len(q) > 0 {
-		f = q[0]
-		if f.count--; f.count == 0 {
-			e.faults[endpoint] = q[1:]
-		}
-	}
-	e.mu.Unlock()
-
-	serve := func(w http.ResponseWriter) { e.serve(w, r, endpoint, param, body) }
-	switch {
-	case f == nil:
-		serve(w)
-	case f.afterApply:
-		serve(httptest.NewRecorder())
-		writeFault(w, f.status)
-	default:
-		writeFault(w, f.status)
-	}
+	e.Serve(w, r, endpoint, inputs, func(w http.ResponseWriter, r *http.Request) { e.serve(w, r, endpoint, param, body) })
 }
 
 // route maps an escaped path below /api/public/ to its endpoint, the
@@ -379,7 +327,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, endpoint, param
 		ok := e.remove(param)
 		e.mu.Unlock()
 		if !ok {
-			writeJSON(w, http.StatusNotFound, detail("Not found."))
+			emulation.WriteJSON(w, http.StatusNotFound, detail("Not found."))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -389,7 +337,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, endpoint, param
 	dec.UseNumber()
 	var req map[string]any
 	if err := dec.Decode(&req); err != nil || req == nil {
-		writeJSON(w, http.StatusBadRequest, detail("JSON parse error: the body must be a JSON object."))
+		emulation.WriteJSON(w, http.StatusBadRequest, detail("JSON parse error: the body must be a JSON object."))
 		return
 	}
 	switch endpoint {
@@ -439,7 +387,7 @@ func (e *Emulator) upsert(w http.ResponseWriter, req map[string]any) {
 		default:
 			typed, msg, known := e.typed(name, v)
 			if !known {
-				writeJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", name)))
+				emulation.WriteJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", name)))
 				return
 			}
 			if msg != "" {
@@ -450,7 +398,7 @@ func (e *Emulator) upsert(w http.ResponseWriter, req map[string]any) {
 		}
 	}
 	if len(fieldErrs) > 0 {
-		writeJSON(w, http.StatusBadRequest, fieldErrs)
+		emulation.WriteJSON(w, http.StatusBadRequest, fieldErrs)
 		return
 	}
 
@@ -458,7 +406,7 @@ func (e *Emulator) upsert(w http.ResponseWriter, req map[string]any) {
 	defer e.mu.Unlock()
 	u, created := e.users[e.byCustom[customID]], false
 	if u == nil {
-		u = &EmulatedUser{ID: e.nextID, CustomID: customID, Fields: map[string]any{}, Attributes: map[string]any{}}
+		u = &User{ID: e.nextID, CustomID: customID, Fields: map[string]any{}, Attributes: map[string]any{}}
 		e.nextID++
 		e.users[u.ID], e.byCustom[customID] = u, u.ID
 		created = true
@@ -478,22 +426,22 @@ func (e *Emulator) upsert(w http.ResponseWriter, req map[string]any) {
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, map[string]any{"created": created, "id": u.ID})
+	emulation.WriteJSON(w, status, map[string]any{"created": created, "id": u.ID})
 }
 
 // mass serves mass_update_custom_attributes.
 func (e *Emulator) mass(w http.ResponseWriter, req map[string]any) {
 	list, ok := req["ids"].([]any)
 	if !ok {
-		writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {"Expected a list of items."}})
+		emulation.WriteJSON(w, http.StatusBadRequest, map[string][]string{"ids": {"Expected a list of items."}})
 		return
 	}
 	if len(list) == 0 {
-		writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {"This list may not be empty."}})
+		emulation.WriteJSON(w, http.StatusBadRequest, map[string][]string{"ids": {"This list may not be empty."}})
 		return
 	}
 	if len(list) > e.opts.MaxIDs {
-		writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {fmt.Sprintf("Ensure this field has no more than %d elements.", e.opts.MaxIDs)}})
+		emulation.WriteJSON(w, http.StatusBadRequest, map[string][]string{"ids": {fmt.Sprintf("Ensure this field has no more than %d elements.", e.opts.MaxIDs)}})
 		return
 	}
 	ids := make([]int64, len(list))
@@ -501,28 +449,28 @@ func (e *Emulator) mass(w http.ResponseWriter, req map[string]any) {
 		n, isNum := v.(json.Number)
 		id, err := n.Int64()
 		if !isNum || err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string][]string{"ids": {fmt.Sprintf("Item %d: a valid integer is required.", i)}})
+			emulation.WriteJSON(w, http.StatusBadRequest, map[string][]string{"ids": {fmt.Sprintf("Item %d: a valid integer is required.", i)}})
 			return
 		}
 		ids[i] = id
 	}
 	attr, _ := req["attribute"].(string)
 	if attr == "" || len(attr) > 255 {
-		writeJSON(w, http.StatusBadRequest, map[string][]string{"attribute": {"Ensure this field has between 1 and 255 characters."}})
+		emulation.WriteJSON(w, http.StatusBadRequest, map[string][]string{"attribute": {"Ensure this field has between 1 and 255 characters."}})
 		return
 	}
 	value, present := req["value"]
 	if !present {
-		writeJSON(w, http.StatusBadRequest, map[string][]string{"value": {"This field is required."}})
+		emulation.WriteJSON(w, http.StatusBadRequest, map[string][]string{"value": {"This field is required."}})
 		return
 	}
 	typed, msg, known := e.typed(attr, value)
 	if !known {
-		writeJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", attr)))
+		emulation.WriteJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", attr)))
 		return
 	}
 	if msg != "" {
-		writeJSON(w, http.StatusBadRequest, map[string][]string{"value": {msg}})
+		emulation.WriteJSON(w, http.StatusBadRequest, map[string][]string{"value": {msg}})
 		return
 	}
 
@@ -535,13 +483,13 @@ func (e *Emulator) mass(w http.ResponseWriter, req map[string]any) {
 		}
 	}
 	if len(missing) > 0 {
-		writeJSON(w, http.StatusNotFound, detail(fmt.Sprintf("Users with ids %s do not exist.", strings.Join(missing, ", "))))
+		emulation.WriteJSON(w, http.StatusNotFound, detail(fmt.Sprintf("Users with ids %s do not exist.", strings.Join(missing, ", "))))
 		return
 	}
 	for _, id := range ids {
 		setAll(e.users[id].Attributes, map[string]any{attr: typed})
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	emulation.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // setMultiple serves users/{id}/set_multiple_attributes/.
@@ -551,11 +499,11 @@ func (e *Emulator) setMultiple(w http.ResponseWriter, param string, req map[stri
 	exists := err == nil && e.users[id] != nil
 	e.mu.Unlock()
 	if !exists {
-		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		emulation.WriteJSON(w, http.StatusNotFound, detail("Not found."))
 		return
 	}
 	if len(req) == 0 {
-		writeJSON(w, http.StatusBadRequest, detail("No attributes given."))
+		emulation.WriteJSON(w, http.StatusBadRequest, detail("No attributes given."))
 		return
 	}
 	attrs := map[string]any{}
@@ -563,7 +511,7 @@ func (e *Emulator) setMultiple(w http.ResponseWriter, param string, req map[stri
 	for _, name := range slices.Sorted(maps.Keys(req)) {
 		typed, msg, known := e.typed(name, req[name])
 		if !known {
-			writeJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", name)))
+			emulation.WriteJSON(w, http.StatusBadRequest, detail(fmt.Sprintf("Attribute '%s' does not exist", name)))
 			return
 		}
 		if msg != "" {
@@ -573,18 +521,18 @@ func (e *Emulator) setMultiple(w http.ResponseWriter, param string, req map[stri
 		attrs[name] = typed
 	}
 	if len(fieldErrs) > 0 {
-		writeJSON(w, http.StatusBadRequest, fieldErrs)
+		emulation.WriteJSON(w, http.StatusBadRequest, fieldErrs)
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	u := e.users[id]
 	if u == nil {
-		writeJSON(w, http.StatusNotFound, detail("Not found."))
+		emulation.WriteJSON(w, http.StatusNotFound, detail("Not found."))
 		return
 	}
 	setAll(u.Attributes, attrs)
-	writeJSON(w, http.StatusOK, userJSON(u))
+	emulation.WriteJSON(w, http.StatusOK, userJSON(u))
 }
 
 // list serves GET users/, paged by limit (at most 100) and offset.
@@ -607,9 +555,9 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request) {
 	e.mu.Unlock()
 	var next any
 	if offset+limit < len(ids) {
-		next = fmt.Sprintf("http://%s%s%s?limit=%d&offset=%d", r.Host, apiPath, EndpointList, limit, offset+limit)
+		next = fmt.Sprintf("http://%s%s%s?limit=%d&offset=%d", r.Host, APIPath, EndpointList, limit, offset+limit)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"count": len(ids), "next": next, "previous": nil, "results": page})
+	emulation.WriteJSON(w, http.StatusOK, map[string]any{"count": len(ids), "next": next, "previous": nil, "results": page})
 }
 
 // typed checks a custom attribute value against the attribute's type and
@@ -694,7 +642,7 @@ func jsonText(v any) string {
 }
 
 // userJSON is a user as the API shows it.
-func userJSON(u *EmulatedUser) map[string]any {
+func userJSON(u *User) map[string]any {
 	m := map[string]any{
 		"id": u.ID, fieldCustomID: u.CustomID, fieldEmail: u.Email,
 		fieldFirstName: u.FirstName, fieldLastName: u.LastName,
@@ -706,16 +654,7 @@ func userJSON(u *EmulatedUser) map[string]any {
 
 func detail(msg string) map[string]string { return map[string]string{"detail": msg} }
 
-// writeFault answers an injected status. A 429 carries Retry-After: 1.
-func writeFault(w http.ResponseWriter, status int) {
-	if status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeJSON(w, status, detail(fmt.Sprintf("Injected fault: %s.", http.StatusText(status))))
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+// faultBody is the answer to an injected status.
+func faultBody(status int) any {
+	return detail(fmt.Sprintf("Injected fault: %s.", http.StatusText(status)))
 }
