@@ -6,8 +6,10 @@ export GOTOOLCHAIN ?= local
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN_VERSION ?= v0.21.0
 KUSTOMIZE_VERSION ?= v5.8.2
+GOLANGCI_LINT_VERSION ?= v2.15.0
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 IMG ?= ghcr.io/usersync/usersync-operator:dev
 # Timeout for the whole test run; CI gives 90 minutes including the first
 # kube-apiserver build.
@@ -43,6 +45,14 @@ fmt: ## go fmt.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml: formatting, static checks, the import rules of the architecture).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply the fixes it can (formatting, imports).
+	$(GOLANGCI_LINT) run --fix ./...
+
 .PHONY: envtest
 envtest: ## Provide kube-apiserver and etcd for envtest in bin/k8s (built from the Go module proxy when they cannot be downloaded).
 	@./hack/setup-envtest.sh >/dev/null
@@ -53,7 +63,7 @@ verify-generated: manifests generate ## Fail when the committed CRDs, RBAC or De
 		echo "generated files are stale; run 'make manifests generate' and commit:"; git status --porcelain -- config api charts/usersync-operator/crds docs/api.md; exit 1; fi
 
 .PHONY: test
-test: manifests generate vet envtest helm-lint kustomize ## Run every test: unit, emulator, envtest against a real kube-apiserver and etcd, the Helm charts, the kustomize config, and the demo.
+test: manifests generate vet lint envtest helm-lint kustomize ## Run every test: lint, unit, emulator, envtest against a real kube-apiserver and etcd, the Helm charts, the kustomize config, and the demo.
 	$(KUSTOMIZE) build config/default >/dev/null
 	HELM=$(HELM) KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go test ./... -race -count=1 -timeout $(TEST_TIMEOUT)
 	$(MAKE) fuzz
@@ -143,3 +153,10 @@ $(KUSTOMIZE):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $@
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT)
+$(GOLANGCI_LINT):
+	@mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(LOCALBIN)/golangci-lint $@

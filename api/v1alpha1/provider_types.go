@@ -279,5 +279,5 @@ type ClusterUserProviderList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&UserProvider{}, &UserProviderList{}, &ClusterUserProvider{}, &ClusterUserProviderList{})
+	objectTypes = append(objectTypes, &UserProvider{}, &UserProviderList{}, &ClusterUserProvider{}, &ClusterUserProviderList{})
 }

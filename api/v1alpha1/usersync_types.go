@@ -297,5 +297,5 @@ type UserSyncList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&UserSync{}, &UserSyncList{})
+	objectTypes = append(objectTypes, &UserSync{}, &UserSyncList{})
 }

@@ -184,7 +184,7 @@ func (t *tableReader) list(ctx context.Context, ns string) ([]syncRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, err

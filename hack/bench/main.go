@@ -83,7 +83,7 @@ func main() {
 	// flag.CommandLine, which means nothing here.
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: KUBEBUILDER_ASSETS=$(./hack/setup-envtest.sh) go run ./hack/bench [flags]\n\n"+
+		_, _ = fmt.Fprintf(fs.Output(), "Usage: KUBEBUILDER_ASSETS=$(./hack/setup-envtest.sh) go run ./hack/bench [flags]\n\n"+
 			"Measures the operator at scale against the HubSpot emulator; see docs/benchmarks.md.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -93,8 +93,9 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	err = run(ctx, cfg)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -52,7 +52,7 @@ var _ = Describe("Bad input the API server accepts", func() {
 			"empty-token": "False/" + usersv1.ReasonSecretKeyNotFound, // an empty value counts as missing
 		}
 		for name, w := range want {
-			Eventually(providerCondition(ns, name, usersv1.ConditionReady), 20*time.Second).Should(Equal(w), name)
+			Eventually(providerReady(ns, name), 20*time.Second).Should(Equal(w), name)
 		}
 		Eventually(readyStatus(ns, "uses-nowhere"), 20*time.Second).Should(Equal("False/" + usersv1.ReasonProviderNotFound))
 		for name := range want {

@@ -57,13 +57,15 @@ func sum(xs []int) int {
 	return n
 }
 
-func providerCondition(ns, name, t string) func() string {
+// providerReady returns "<status>/<reason>" of the UserProvider's Ready
+// condition.
+func providerReady(ns, name string) func() string {
 	return func() string {
 		p := &usersv1.UserProvider{}
 		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
 			return err.Error()
 		}
-		c := condition(p.Status.Conditions, t)
+		c := condition(p.Status.Conditions, usersv1.ConditionReady)
 		if c == nil {
 			return ""
 		}
@@ -191,7 +193,7 @@ var _ = Describe("HubSpot end to end", func() {
 		sec.Data["token"] = []byte("pat-na1-revoked")
 		Expect(k8s.Update(ctx, sec)).To(Succeed())
 		newSync(ns, "team", users(5, "u"), ref("hs"))
-		Eventually(providerCondition(ns, "hs", usersv1.ConditionReady), 20*time.Second).Should(Equal("False/Unauthorized"))
+		Eventually(providerReady(ns, "hs"), 20*time.Second).Should(Equal("False/Unauthorized"))
 		p := &usersv1.UserProvider{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hs"}, p)).To(Succeed())
 		Expect(condition(p.Status.Conditions, usersv1.ConditionReady).Message).NotTo(ContainSubstring("revoked"), "the token never reaches the status")
@@ -208,7 +210,7 @@ var _ = Describe("HubSpot end to end", func() {
 		sec.Data["token"] = []byte(hubspotToken)
 		Expect(k8s.Update(ctx, sec)).To(Succeed())
 		Eventually(readyStatus(ns, "team"), 20*time.Second).Should(Equal("True/Synced"))
-		Eventually(providerCondition(ns, "hs", usersv1.ConditionReady), 10*time.Second).Should(HavePrefix("True/"))
+		Eventually(providerReady(ns, "hs"), 10*time.Second).Should(HavePrefix("True/"))
 		Expect(em.Users()).To(HaveLen(5))
 	})
 

@@ -27,7 +27,8 @@ const (
 // propelProvider starts an emulator and a UserProvider of type Propel
 // pointing at it. The Secret holds the client id and, under the key
 // credentialsRef selects, the client secret.
-func propelProvider(ns, name string, eo propemu.Options) *propemu.Emulator {
+func propelProvider(ns string, eo propemu.Options) *propemu.Emulator {
+	const name = "propel"
 	if eo.Clients == nil {
 		eo.Clients = map[string]string{propelClientID: propelClientSecret}
 	}
@@ -50,7 +51,7 @@ var _ = Describe("Propel end to end", func() {
 	BeforeEach(func() { ns = newNamespace(nil) })
 
 	It("syncs 250 users in ⌈250/100⌉ bulk calls and resends only the 3 changed in one call", func() {
-		em := propelProvider(ns, "propel", propemu.Options{ShuffleResults: true})
+		em := propelProvider(ns, propemu.Options{ShuffleResults: true})
 		newSync(ns, "team", users(250, "u"), ref("propel"))
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
 		Expect(em.Inputs(propelBulk)).To(Equal([]int{100, 100, 50}))
@@ -74,7 +75,7 @@ var _ = Describe("Propel end to end", func() {
 	})
 
 	It("fails exactly the five records Propel's schema refuses, syncs the other 95, within O(k·log n) calls", func() {
-		em := propelProvider(ns, "propel", propemu.Options{})
+		em := propelProvider(ns, propemu.Options{})
 		us := users(100, "u")
 		bad := []int{4, 27, 50, 73, 96}
 		for _, i := range bad {
@@ -98,7 +99,7 @@ var _ = Describe("Propel end to end", func() {
 	})
 
 	It("refreshes an expired token mid-sync without failing a record, and shows refused client credentials on the provider", func() {
-		em := propelProvider(ns, "propel", propemu.Options{})
+		em := propelProvider(ns, propemu.Options{})
 		newSync(ns, "team", users(20, "u"), ref("propel"))
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
 		tokens := em.Calls("/oauth2/token")
@@ -115,7 +116,7 @@ var _ = Describe("Propel end to end", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "propel-oauth"}, sec)).To(Succeed())
 		sec.Data["clientSecret"] = []byte("not-the-secret")
 		Expect(k8s.Update(ctx, sec)).To(Succeed())
-		Eventually(providerCondition(ns, "propel", usersv1.ConditionReady), 20*time.Second).Should(Equal("False/Unauthorized"))
+		Eventually(providerReady(ns, "propel"), 20*time.Second).Should(Equal("False/Unauthorized"))
 		p := &usersv1.UserProvider{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "propel"}, p)).To(Succeed())
 		msg := condition(p.Status.Conditions, usersv1.ConditionReady).Message
@@ -124,7 +125,7 @@ var _ = Describe("Propel end to end", func() {
 	})
 
 	It("says deletionPolicy Delete cannot be honoured by Propel, forgets removed users instead of pretending, and never blocks deletion", func() {
-		em := propelProvider(ns, "propel", propemu.Options{})
+		em := propelProvider(ns, propemu.Options{})
 		newSync(ns, "team", users(5, "u"), ref("propel"))
 		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.DeletionPolicy = usersv1.DeletionPolicyDelete })
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
@@ -152,7 +153,7 @@ var _ = Describe("Propel end to end", func() {
 
 	It("keeps a result per provider for a UserSync on HubSpot and Propel, and a Propel outage leaves the HubSpot records alone", func() {
 		hs := hubspotProvider(ns, "hubspot", hsemu.Options{}, nil)
-		em := propelProvider(ns, "propel", propemu.Options{})
+		em := propelProvider(ns, propemu.Options{})
 		em.Inject(propelBulk, propemu.Fault{Status: 503, Count: 9}) // three sync loops' worth of failures
 		newSync(ns, "team", users(30, "u"), ref("hubspot"), ref("propel"))
 		Eventually(func() string {

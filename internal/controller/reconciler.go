@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -142,7 +143,6 @@ type syncView struct {
 	refusedReason, refusedMessage string
 	// deleteUnsupported: deletionPolicy is Delete, and why the vendor cannot.
 	deleteUnsupported string
-	input             planner.Sync
 }
 
 // +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
@@ -157,7 +157,7 @@ type syncView struct {
 // Reconcile runs one sync loop of the provider named by req: gather the
 // UserSyncs that name it, plan, record the create intents, send, and store
 // every record's result and the provider's status.
-func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcileRequest) (result reconcileResult, err error) {
+func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Request) (result reconcile.Result, err error) {
 	l := &loop{key: keyFromRequest(req), now: r.Clock.Now().Truncate(time.Second)}
 	start := time.Now()
 	defer func() { loopDuration.WithLabelValues(l.key.index()).Observe(time.Since(start).Seconds()) }()
@@ -269,11 +269,10 @@ func (r *ProviderReconciler) gather(ctx context.Context, l *loop) error {
 				v.listed = true
 			}
 		}
-		switch {
-		case l.provider == nil:
+		if l.provider == nil {
 			v.refusedReason = usersv1.ReasonProviderNotFound
 			v.refusedMessage = notFoundMessage(l.key, us.Namespace)
-		default:
+		} else {
 			ok, why, err := r.permits(ctx, l.provider, us.Namespace)
 			if err != nil {
 				return err
@@ -477,7 +476,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 
 // requeue schedules the next loop: the earliest record retry, a quick retry
 // for a provider that is not ready, else the resync interval.
-func (r *ProviderReconciler) requeue(l *loop, nextRetry time.Time) reconcileResult {
+func (r *ProviderReconciler) requeue(l *loop, nextRetry time.Time) reconcile.Result {
 	after := r.ResyncInterval
 	if l.notReady != nil && r.NotReadyRequeue < after {
 		after = r.NotReadyRequeue
@@ -487,5 +486,5 @@ func (r *ProviderReconciler) requeue(l *loop, nextRetry time.Time) reconcileResu
 			after = max(d, 100*time.Millisecond)
 		}
 	}
-	return reconcileResult{RequeueAfter: after}
+	return reconcile.Result{RequeueAfter: after}
 }

@@ -25,14 +25,14 @@ var _ = Describe("Secrets", func() {
 		const wrongToken = "pat-na1-LEAKCHECK-wrong-token"
 		const wrongSecret = "propel-LEAKCHECK-wrong-secret"
 		hubspotProvider(ns, "hs", hsemu.Options{}, nil)
-		pe := propelProvider(ns, "propel", propemu.Options{})
+		pe := propelProvider(ns, propemu.Options{})
 		setSecret(ns, "hs-token", "token", wrongToken)
 		setSecret(ns, "propel-oauth", "clientSecret", wrongSecret)
 		newSync(ns, "team", users(10, "s"), ref("hs"), ref("propel"))
 
 		// Refused credentials first: the paths that report errors.
-		Eventually(providerCondition(ns, "hs", usersv1.ConditionReady), 20*time.Second).Should(Equal("False/Unauthorized"))
-		Eventually(providerCondition(ns, "propel", usersv1.ConditionReady), 20*time.Second).Should(Equal("False/Unauthorized"))
+		Eventually(providerReady(ns, "hs"), 20*time.Second).Should(Equal("False/Unauthorized"))
+		Eventually(providerReady(ns, "propel"), 20*time.Second).Should(Equal("False/Unauthorized"))
 		// Then a full sync with the right ones, and a token refresh.
 		setSecret(ns, "hs-token", "token", hubspotToken)
 		setSecret(ns, "propel-oauth", "clientSecret", propelClientSecret)

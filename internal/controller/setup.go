@@ -16,11 +16,6 @@ import (
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 )
 
-type (
-	reconcileRequest = reconcile.Request
-	reconcileResult  = reconcile.Result
-)
-
 // SetupWithManager registers the field indexes and the watches of the sync
 // engine: both provider kinds (the keys), the UserSyncs naming them, the
 // metadata of their Secrets, and Namespaces (for namespaceSelector).

@@ -144,11 +144,10 @@ func newNamespace(labels map[string]string) string {
 	return ns.Name
 }
 
-func newSecret(ns, name, key, token string) *corev1.Secret {
+func newSecret(ns, name, key, token string) {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Data: map[string][]byte{key: []byte(token)}}
 	Expect(k8s.Create(ctx, s)).To(Succeed())
-	return s
 }
 
 // getSync returns the current UserSync.

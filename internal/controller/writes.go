@@ -316,9 +316,10 @@ func (r *ProviderReconciler) emitSyncEvents(l *loop, us *usersv1.UserSync, items
 		rec, kept := recs[it.Key]
 		switch it.Kind {
 		case planner.Write:
-			if rec.State == planner.StateSynced {
+			switch rec.State {
+			case planner.StateSynced:
 				written++
-			} else if rec.State == planner.StateFailed {
+			case planner.StateFailed:
 				failed++
 				if firstFail == "" {
 					firstFail = it.Key + ": " + rec.Message

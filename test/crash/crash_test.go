@@ -51,7 +51,7 @@ func startOperatorWith(log, kubeconfig string, extra ...string) *operator {
 // kill sends SIGKILL: no graceful stop, no final status write.
 func (o *operator) kill() {
 	_ = o.cmd.Process.Kill()
-	<-o.done
+	<-o.done //nolint:errcheck // the process was SIGKILLed: its exit error is expected
 }
 
 func userList(prefix string, n int) []usersv1.User {

@@ -341,14 +341,14 @@ func (c *Client) attempt(ctx context.Context, req Request, payload []byte, renew
 		fail := &CallError{Code: CodeUnreachable, Message: c.transportMessage(err), Uncertain: mayApply(req.Method, payload)}
 		return outcome{fail: fail, server: true, stop: !req.Idempotent}
 	}
-	switch s := resp.Status; {
-	case s == http.StatusUnauthorized:
+	switch s := resp.Status; s {
+	case http.StatusUnauthorized:
 		if !renewed && c.Creds != nil && c.Creds.Renew(resp.request) {
 			return outcome{renew: true}
 		}
 		return outcome{err: &providers.AuthError{StatusCode: s, Reason: "Unauthorized",
 			Message: c.clean(c.Vendor.Name + " refused " + c.credential() + ": " + c.errorText(resp))}}
-	case s == http.StatusForbidden:
+	case http.StatusForbidden:
 		msg := c.Vendor.Name + " refused the call: " + c.errorText(resp)
 		if c.Vendor.Forbidden != nil {
 			msg = c.Vendor.Forbidden(&resp.Response)
@@ -462,11 +462,11 @@ func (c *Client) send(ctx context.Context, req Request, payload []byte) (*sent, 
 	if err != nil {
 		return nil, &transportError{err: err}
 	}
-	max := c.Policy.MaxBody
-	if max <= 0 {
-		max = DefaultMaxBody
+	limit := c.Policy.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
 	}
-	data, rerr := io.ReadAll(io.LimitReader(res.Body, max))
+	data, rerr := io.ReadAll(io.LimitReader(res.Body, limit))
 	_ = res.Body.Close()
 	out := &sent{Response: Response{Status: res.StatusCode, Header: res.Header, Body: data}, request: hr}
 	if rerr != nil && res.StatusCode < 300 {
