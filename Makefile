@@ -117,6 +117,19 @@ demo-check: manifests envtest ## Run the demo non-interactively until it converg
 build: manifests generate ## Build the manager binary.
 	go build -o bin/manager .
 
+# `make image` writes, without Docker or a registry (hack/image):
+#   $(IMAGE_TAR)  docker-archive of the linux/<host arch> image tagged $(IMG),
+#       for docker load -i / ctr -n k8s.io images import / crane push;
+#   $(IMAGE_OCI)/  OCI layout with the multi-arch index ($(IMAGE_PLATFORMS)),
+#       for crane push / skopeo copy --all oci:.
+IMAGE_TAR ?= bin/usersync-operator.tar
+IMAGE_OCI ?= bin/usersync-operator-oci
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: image
+image: ## Build the image without Docker: bin/usersync-operator.tar (docker load / ctr import / crane push, host arch) and bin/usersync-operator-oci/ (amd64+arm64 index, crane push / skopeo).
+	go run ./hack/image -tag $(IMG) -out $(IMAGE_TAR) -oci $(IMAGE_OCI) -platforms $(IMAGE_PLATFORMS)
+
 .PHONY: run
 run: manifests generate ## Run the operator against the cluster of the current kubeconfig.
 	go run . 
