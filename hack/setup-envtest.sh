@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provides kube-apiserver and etcd for envtest and prints the directory that
-# holds them (use it as KUBEBUILDER_ASSETS).
+# holds them (use it as KUBEBUILDER_ASSETS); provides kubectl too
+# (hack/setup-kubectl.sh).
 #
 # Order of preference:
 #   1. KUBEBUILDER_ASSETS, if it is set and holds both binaries;
@@ -18,6 +19,11 @@ DEST="${ROOT}/bin/k8s/${K8S_VERSION}-$(go env GOOS)-$(go env GOARCH)"
 
 log() { echo "setup-envtest: $*" >&2; }
 have() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ]; }
+
+# kubectl for test/kubectl, built here (once) so that go test does not build
+# it while the other packages' tests run. Not fatal: that test fails alone.
+K8S_VERSION="${K8S_VERSION}" "${ROOT}/hack/setup-kubectl.sh" >/dev/null ||
+  log "kubectl could not be built (hack/setup-kubectl.sh); test/kubectl will fail"
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ] && have "${KUBEBUILDER_ASSETS}"; then
   echo "${KUBEBUILDER_ASSETS}"; exit 0

@@ -170,12 +170,16 @@ type ProviderStatus struct {
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// userSyncs is the number of UserSyncs this provider serves.
+	// userSyncs is the number of UserSyncs this provider serves (0 is
+	// stored, for the UserSyncs column).
 	// +optional
+	// +kubebuilder:default=0
 	UserSyncs int32 `json:"userSyncs,omitempty"`
 
-	// users is the number of records this provider serves.
+	// users is the number of records this provider serves (0 is stored,
+	// for the Users column).
 	// +optional
+	// +kubebuilder:default=0
 	Users int32 `json:"users,omitempty"`
 
 	// synced, pending and failed count the records by state.
@@ -205,7 +209,7 @@ type ProviderStatus struct {
 // UserProvider is a vendor account that UserSyncs of its namespace write to.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=usersync,shortName=up
+// +kubebuilder:resource:categories=usersyncs-all,shortName=up
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
@@ -249,7 +253,7 @@ type ClusterUserProviderSpec struct {
 // namespaces its namespaceSelector selects.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,categories=usersync,shortName=cup
+// +kubebuilder:resource:scope=Cluster,categories=usersyncs-all,shortName=cup
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -66,6 +68,20 @@ type ProviderRef struct {
 
 // String is the form used in status.results[].provider: "<kind>/<name>".
 func (r ProviderRef) String() string { return string(r.Kind) + "/" + r.Name }
+
+// ProviderNames is the form of status.providerNames: the refs in their
+// order, comma-separated, a UserProvider by its name (the default kind), a
+// ClusterUserProvider as "ClusterUserProvider/<name>".
+func ProviderNames(refs []ProviderRef) string {
+	names := make([]string, len(refs))
+	for i, ref := range refs {
+		names[i] = ref.Name
+		if ref.Kind == KindClusterUserProvider {
+			names[i] = ref.String()
+		}
+	}
+	return strings.Join(names, ",")
+}
 
 // User is one user as the cluster declares it.
 type User struct {
@@ -197,18 +213,24 @@ type RecordResult struct {
 }
 
 // Summary counts the records of a UserSync.
+// Each count defaults to 0 in the API server, so a count of 0 is stored and
+// printed (kubectl prints an absent field as an empty cell).
 type Summary struct {
 	// desired is the number of records the spec declares (users × providers).
 	// +optional
+	// +kubebuilder:default=0
 	Desired int32 `json:"desired,omitempty"`
 	// synced counts the records Synced at the current spec.
 	// +optional
+	// +kubebuilder:default=0
 	Synced int32 `json:"synced,omitempty"`
 	// pending counts the records to write.
 	// +optional
+	// +kubebuilder:default=0
 	Pending int32 `json:"pending,omitempty"`
 	// failed counts the records Failed at the current spec.
 	// +optional
+	// +kubebuilder:default=0
 	Failed int32 `json:"failed,omitempty"`
 }
 
@@ -253,6 +275,16 @@ type UserSyncStatus struct {
 	// +optional
 	Summary Summary `json:"summary,omitempty"`
 
+	// providerNames lists spec.providerRefs in their order, comma-separated,
+	// for the Providers column of kubectl get (a column's JSONPath prints
+	// only the first element of a list): a UserProvider by its name, a
+	// ClusterUserProvider as "ClusterUserProvider/<name>", e.g.
+	// "hubspot,propel,ClusterUserProvider/scim". The operator sets it at
+	// every status write.
+	// +optional
+	// +kubebuilder:validation:MaxLength=400
+	ProviderNames string `json:"providerNames,omitempty"`
+
 	// providers reports each provider of providerRefs, and each provider
 	// that still holds records of this UserSync.
 	// +optional
@@ -268,8 +300,8 @@ type UserSyncStatus struct {
 // UserSync declares users to keep in one or more user directories.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=usersync,shortName=us
-// +kubebuilder:printcolumn:name="Providers",type=string,JSONPath=`.spec.providerRefs[*].name`
+// +kubebuilder:resource:categories=usersyncs-all,shortName=us
+// +kubebuilder:printcolumn:name="Providers",type=string,JSONPath=`.status.providerNames`
 // +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.summary.desired`
 // +kubebuilder:printcolumn:name="Synced",type=integer,JSONPath=`.status.summary.synced`
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.summary.failed`

@@ -68,6 +68,7 @@ var _ = Describe("Sync engine", func() {
 		Eventually(readyStatus(ns, "team"), 20*time.Second).Should(Equal("True/Synced"))
 		us := getSync(ns, "team")
 		Expect(us.Status.Summary).To(Equal(usersv1.Summary{Desired: 30, Synced: 30}))
+		Expect(us.Status.ProviderNames).To(Equal("p"))
 		Expect(us.Status.Results).To(HaveLen(30))
 		for _, r := range us.Status.Results {
 			Expect(r.State).To(Equal(usersv1.StateSynced))
@@ -195,6 +196,7 @@ var _ = Describe("Sync engine", func() {
 		nsObj.Labels["usersync"] = "allowed"
 		Expect(k8s.Update(ctx, nsObj)).To(Succeed())
 		Eventually(readyStatus(ns, "shared"), 20*time.Second).Should(Equal("True/Synced"))
+		Expect(getSync(ns, "shared").Status.ProviderNames).To(Equal("ClusterUserProvider/" + cup.Name))
 	})
 
 	It("reports refused credentials on the provider, keeps records Pending, and recovers when the Secret is fixed", func() {
@@ -244,6 +246,8 @@ var _ = Describe("Sync engine", func() {
 			Should(Equal(usersv1.Summary{Desired: 80, Synced: 40, Pending: 40}))
 		us := getSync(ns, "team")
 		Expect(us.Status.Results).To(HaveLen(80))
+		// Every provider, for the Providers column (not only the first ref).
+		Expect(us.Status.ProviderNames).To(Equal("a,b"))
 		Expect(resultOf(us, "UserProvider/b", "u7").Reason).To(Equal("ServerError"))
 		Expect(resultOf(us, "UserProvider/b", "u7").Attempts).To(BeNumerically(">=", 1))
 		_, na := a.snapshot()

@@ -10,7 +10,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/planner"
 )
 
-// summarize recomputes a UserSync's summary, observedGeneration and
+// summarize recomputes a UserSync's summary, providerNames, observedGeneration and
 // conditions from its spec and the records of every provider. Any provider's
 // loop can call it: the result depends only on the object. users, when not
 // nil, are the spec's users already hashed (for us.Generation): hashing
@@ -18,6 +18,7 @@ import (
 func summarize(us *usersv1.UserSync, users []planner.Desired) {
 	c := countRecords(us, users)
 	us.Status.Summary = c.Summary
+	us.Status.ProviderNames = usersv1.ProviderNames(us.Spec.ProviderRefs)
 	p := readProviders(us)
 	if p.allObserved {
 		us.Status.ObservedGeneration = us.Generation
