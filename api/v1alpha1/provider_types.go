@@ -125,7 +125,29 @@ type HubSpotOptions struct {
 	// +optional
 	// +kubebuilder:validation:Enum=Key;Email
 	IDValueFrom string `json:"idValueFrom,omitempty"`
+
+	// adoption says what happens to a declared user without an external id
+	// in the status when HubSpot may already hold it (without idProperty,
+	// HubSpot's batch/create is not idempotent). Email (default): before
+	// creating users, look them up by email (one search per 100 users) and
+	// adopt the user whose email matches, case-insensitively (action
+	// Adopted), the oldest when several match; only users not found are
+	// created. Never: create without looking; a status that is lost (a
+	// UserSync deleted under Orphan and applied again, a cluster rebuilt
+	// from Git) then creates every user a second time: unsafe.
+	// +optional
+	// +kubebuilder:validation:Enum=Email;Never
+	Adoption HubSpotAdoption `json:"adoption,omitempty"`
 }
+
+// HubSpotAdoption says whether existing HubSpot users are adopted.
+type HubSpotAdoption string
+
+// Values of HubSpotOptions.Adoption.
+const (
+	HubSpotAdoptByEmail HubSpotAdoption = "Email"
+	HubSpotAdoptNever   HubSpotAdoption = "Never"
+)
 
 // PropelOptions are the Propel-specific settings. Propel authenticates with
 // the OAuth 2.0 client-credentials grant: credentialsRef selects the client

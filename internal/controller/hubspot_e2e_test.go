@@ -77,6 +77,39 @@ var _ = Describe("HubSpot end to end", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace(nil) })
 
+	It("adopts the users a lost status created: a UserSync deleted under Orphan and applied again creates no user twice", func() {
+		// The emulator accepts duplicate emails: only the operator can
+		// prevent them.
+		em := hubspotProvider(ns, "hs", hsemu.Options{DuplicateEmails: true}, nil)
+		apply := func() {
+			us := &usersv1.UserSync{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "team"},
+				Spec: usersv1.UserSyncSpec{ProviderRefs: []usersv1.ProviderRef{ref("hs")}, Users: users(50, "a"),
+					DeletionPolicy: usersv1.DeletionPolicyOrphan}}
+			Expect(k8s.Create(ctx, us)).To(Succeed())
+			Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
+		}
+		apply()
+		ids := map[string]string{}
+		for _, r := range getSync(ns, "team").Status.Results {
+			ids[r.Key] = r.ExternalID
+		}
+		Expect(ids).To(HaveLen(50))
+
+		Expect(k8s.Delete(ctx, getSync(ns, "team"))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "team"}, &usersv1.UserSync{}))
+		}, 20*time.Second).Should(BeTrue())
+		em.ResetCounters()
+		apply()
+		Expect(em.Users()).To(HaveLen(50), "a user was created twice")
+		Expect(em.Calls(hsemu.EndpointCreate)).To(BeZero())
+		Expect(em.Calls(hsemu.EndpointSearch)).To(Equal(1))
+		for _, r := range getSync(ns, "team").Status.Results {
+			Expect(r.Action).To(Equal("Adopted"), r.Key)
+			Expect(r.ExternalID).To(Equal(ids[r.Key]), r.Key)
+		}
+	})
+
 	It("creates 220 users of two UserSyncs in 3 batch calls, updates only the 5 changed in one call, and writes nothing when idle", func() {
 		em := hubspotProvider(ns, "hs", hsemu.Options{ShuffleResults: true}, nil)
 		newSync(ns, "eng", users(150, "e"), ref("hs"))

@@ -70,7 +70,7 @@ func (a *applier) run(ctx context.Context, changes []providers.Change) error {
 			updates = append(updates, ch)
 		case ch.User.Email == "":
 			a.fail(ch, true, "NoIdentity", "HubSpot needs the user's email, or a hubspot.idProperty on the provider, to find the user again")
-		case ch.Retry:
+		case ch.Retry || c.adopt:
 			lookups = append(lookups, ch)
 		default:
 			creates = append(creates, ch)
@@ -234,9 +234,9 @@ func (a *applier) create(ctx context.Context, chs []providers.Change) ([]provide
 	return adopt, nil
 }
 
-// lookup searches by email for users an earlier create may have made. It
-// returns those found (ExternalID set, to be adopted) and those not found
-// (to be created).
+// lookup searches by email for users an earlier create may have made, or
+// that HubSpot held before (adoption). It returns those found (ExternalID
+// set, to be adopted) and those not found (to be created).
 func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, missing []providers.Change, err error) {
 	for start := 0; start < len(chs); start += a.c.batch {
 		part := chs[start:min(start+a.c.batch, len(chs))]
@@ -249,8 +249,15 @@ func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, mi
 			var ce *vendorhttp.CallError
 			if errors.As(err, &ce) {
 				for _, ch := range part {
-					a.set(ch, providers.Result{Err: &providers.RecordError{Uncertain: true, Code: ce.Code,
-						Message: "looking the user up before creating it again: " + ce.Message}})
+					// After an uncertain create the user may exist: the
+					// next attempt must look again. Before a first create
+					// nothing was written.
+					msg := "looking the user up before creating it: "
+					if ch.Retry {
+						msg = "looking the user up before creating it again: "
+					}
+					a.set(ch, providers.Result{Err: &providers.RecordError{Uncertain: ch.Retry, Code: ce.Code,
+						Message: msg + ce.Message}})
 				}
 				continue
 			}

@@ -20,6 +20,9 @@ type Client struct {
 	batch      int
 	idProperty string
 	idFrom     string
+	// adopt: without an idProperty, look new users up by email before
+	// creating them (spec.hubspot.adoption Email, the default).
+	adopt bool
 }
 
 var _ providers.Client = (*Client)(nil)

@@ -8,6 +8,16 @@
 // go to batch/update by record id, new users to batch/create, and deletions
 // to batch/archive.
 //
+// Adoption. Without an idProperty a create is not idempotent, and the
+// status that remembers which users were created can be lost (a UserSync
+// deleted under Orphan and applied again, a cluster rebuilt from Git). So,
+// unless spec.hubspot.adoption is Never, users without an external id are
+// first looked up by email, 100 to a search (an IN filter): the users found
+// are adopted (updated to the declared values by id, action Adopted; of
+// several with one email, the oldest) and only the others are created. A
+// first sync of N users costs ⌈N/100⌉ searches + ⌈new/100⌉ creates +
+// ⌈adopted/100⌉ updates.
+//
 // Correlation. Every input carries objectWriteTraceId = Change.ID; results and
 // errors are matched back by it and never by array order. Where HubSpot
 // leaves the trace id out, a result is matched by its id, its idProperty
@@ -107,6 +117,7 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 		batch:      cfg.BatchSize,
 		idProperty: opts.IDProperty,
 		idFrom:     opts.IDValueFrom,
+		adopt:      opts.Adoption != usersv1.HubSpotAdoptNever,
 	}
 	if c.batch <= 0 || c.batch > MaxBatch {
 		c.batch = MaxBatch
@@ -117,6 +128,11 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	case IDFromKey, IDFromEmail:
 	default:
 		return nil, fmt.Errorf("%w: hubspot.idValueFrom must be Key or Email, not %q", providers.ErrInvalidConfig, c.idFrom)
+	}
+	switch opts.Adoption {
+	case "", usersv1.HubSpotAdoptByEmail, usersv1.HubSpotAdoptNever:
+	default:
+		return nil, fmt.Errorf("%w: hubspot.adoption must be Email or Never, not %q", providers.ErrInvalidConfig, opts.Adoption)
 	}
 	if c.idProperty == "" && opts.IDValueFrom != "" {
 		return nil, fmt.Errorf("%w: hubspot.idValueFrom needs hubspot.idProperty", providers.ErrInvalidConfig)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -296,13 +297,79 @@ func TestLostCreateAnswerNeverDuplicates(t *testing.T) {
 	if n := len(s.em.Users()); n != 11 {
 		t.Fatalf("%d users after the retry, want 11: a duplicate was made", n)
 	}
-	if n := s.em.Calls(hsemu.EndpointSearch); n != 1 {
-		t.Fatalf("%d searches, want 1", n)
+	// One before the first create (adoption found nothing), one before the
+	// retry (it finds the 10 the lost call made).
+	if n := s.em.Calls(hsemu.EndpointSearch); n != 2 {
+		t.Fatalf("%d searches, want 2", n)
 	}
 }
 
-func TestConflictOnCreateAdoptsTheExistingUser(t *testing.T) {
+// noAdoption is a provider that creates without looking (adoption Never).
+var noAdoption = &usersv1.HubSpotOptions{Adoption: usersv1.HubSpotAdoptNever}
+
+// A portal that already holds 200 of 250 declared users (the normal case,
+// or a status that was lost): they are adopted, not created again, at
+// ⌈250/100⌉ searches + ⌈50/100⌉ creates + ⌈200/100⌉ updates.
+func TestAdoptsExistingUsersBeforeCreating(t *testing.T) {
 	s := newSetup(t, hsemu.Options{}, nil)
+	chs := creates(250)
+	existing := map[string]string{}
+	for i := range 200 {
+		// Stored with another case: HubSpot compares emails case-insensitively.
+		existing[chs[i].ID] = s.em.Put(map[string]string{PropEmail: strings.ToUpper(chs[i].User.Email), "hs_job_title": "Old"})
+	}
+	res := apply(t, s.c, chs)
+	checkWritten(t, s.em, chs[:200], res, providers.ActionAdopted)
+	checkWritten(t, s.em, chs[200:], res, providers.ActionCreated)
+	for id, ext := range existing {
+		if res[id].ExternalID != ext {
+			t.Fatalf("%s adopted as %s, the existing user is %s", id, res[id].ExternalID, ext)
+		}
+	}
+	if n := len(s.em.Users()); n != 250 {
+		t.Fatalf("%d users, want 250: a user was created twice", n)
+	}
+	calls := map[string]int{"search": s.em.Calls(hsemu.EndpointSearch), "create": s.em.Calls(hsemu.EndpointCreate),
+		"update": s.em.Calls(hsemu.EndpointUpdate)}
+	if want := map[string]int{"search": 3, "create": 1, "update": 2}; !maps.Equal(calls, want) {
+		t.Fatalf("calls %v, want %v", calls, want)
+	}
+}
+
+// Two HubSpot users with one email: the oldest is adopted, and no third is
+// made.
+func TestAdoptsTheOldestOfUsersSharingAnEmail(t *testing.T) {
+	s := newSetup(t, hsemu.Options{DuplicateEmails: true}, nil)
+	chs := creates(1)
+	oldest := s.em.Put(map[string]string{PropEmail: chs[0].User.Email})
+	s.em.Put(map[string]string{PropEmail: chs[0].User.Email})
+	res := apply(t, s.c, chs)
+	if r := res["c0"]; r.Err != nil || r.Action != providers.ActionAdopted || r.ExternalID != oldest {
+		t.Fatalf("%+v, want the oldest user %s adopted", r, oldest)
+	}
+	if n := len(s.em.Users()); n != 2 {
+		t.Fatalf("%d users, want the 2 there were", n)
+	}
+}
+
+// adoption: Never creates without looking: a user HubSpot holds is created
+// a second time (on a portal that allows duplicate emails). That is why it
+// is not the default.
+func TestAdoptionNeverCreatesWithoutLooking(t *testing.T) {
+	s := newSetup(t, hsemu.Options{DuplicateEmails: true}, noAdoption)
+	chs := creates(1)
+	s.em.Put(map[string]string{PropEmail: chs[0].User.Email})
+	res := apply(t, s.c, chs)
+	checkWritten(t, s.em, chs, res, providers.ActionCreated)
+	if n, searches := len(s.em.Users()), s.em.Calls(hsemu.EndpointSearch); n != 2 || searches != 0 {
+		t.Fatalf("%d users after %d searches, want 2 after none", n, searches)
+	}
+}
+
+// Without adoption a create HubSpot refuses as a conflict with a user it
+// names (409 "Existing ID") adopts that user.
+func TestConflictOnCreateAdoptsTheExistingUser(t *testing.T) {
+	s := newSetup(t, hsemu.Options{}, noAdoption)
 	id := s.em.Put(map[string]string{PropEmail: "user001@example.com", "hs_job_title": "Old"})
 	chs := creates(3)
 	res := apply(t, s.c, chs)
@@ -539,7 +606,8 @@ func TestTolerantParsing(t *testing.T) {
 					chs[i].Op, chs[i].ExternalID = providers.OpUpdate, fmt.Sprint(100+i)
 				}
 			}
-			res := apply(t, newClient(t, srv.URL, token, nil, (&sleeps{}).sleep), chs)
+			// The create path's answers: no adoption lookup before it.
+			res := apply(t, newClient(t, srv.URL, token, noAdoption, (&sleeps{}).sleep), chs)
 			for id, want := range tc.want {
 				r := res[id]
 				switch {
@@ -593,6 +661,7 @@ func TestFactoryNew(t *testing.T) {
 		{"relative endpoint", providers.Config{Endpoint: "api.hubapi.com", Credentials: map[string][]byte{"token": []byte("t")}}, "not an absolute URL", 0},
 		{"idValueFrom alone", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Spec: usersv1.ProviderSpec{HubSpot: &usersv1.HubSpotOptions{IDValueFrom: "Email"}}}, "needs hubspot.idProperty", 0},
 		{"bad idValueFrom", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Spec: usersv1.ProviderSpec{HubSpot: &usersv1.HubSpotOptions{IDProperty: "x", IDValueFrom: "Name"}}}, "must be Key or Email", 0},
+		{"bad adoption", providers.Config{Credentials: map[string][]byte{"token": []byte("t")}, Spec: usersv1.ProviderSpec{HubSpot: &usersv1.HubSpotOptions{Adoption: "Sometimes"}}}, "must be Email or Never", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -720,7 +789,9 @@ func TestTransportFaults(t *testing.T) {
 			}))
 			defer srv.Close()
 			s := &sleeps{}
+			// The create path itself: no adoption lookup before it.
 			cl, err := Factory{}.New(providers.Config{Endpoint: srv.URL, Credentials: map[string][]byte{"token": []byte(token)},
+				Spec:       usersv1.ProviderSpec{HubSpot: &usersv1.HubSpotOptions{Adoption: usersv1.HubSpotAdoptNever}},
 				HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}, Sleep: s.sleep})
 			if err != nil {
 				t.Fatal(err)

@@ -37,6 +37,9 @@ type Emulator struct {
 	mu     sync.Mutex
 	users  map[string]*User // by id
 	nextID int
+	// byEmail indexes the users by lower-cased email, oldest first: a
+	// search or a uniqueness check over 100,000 users stays cheap.
+	byEmail map[string][]*User
 }
 
 // Options configure an Emulator. Zero values are HubSpot's defaults.
@@ -452,7 +455,7 @@ func (e *Emulator) batchWrite(w http.ResponseWriter, endpoint string, ins []inpu
 			u = e.create(p.props)
 		} else {
 			for k, v := range p.props {
-				u.Properties[k] = v
+				e.setProp(u, k, v)
 			}
 			u.UpdatedAt = time.Now().UTC()
 		}
@@ -534,11 +537,17 @@ func (e *Emulator) find(prop, value string) *User {
 		}
 		return nil
 	}
+	if prop == propEmail {
+		if us := e.byEmailIn([]string{value}); len(us) > 0 {
+			return us[0]
+		}
+		return nil
+	}
 	for _, u := range e.users {
 		if u.Archived {
 			continue
 		}
-		if v := u.Properties[prop]; v == value || (prop == propEmail && strings.EqualFold(v, value)) {
+		if u.Properties[prop] == value {
 			return u
 		}
 	}
@@ -550,11 +559,56 @@ func (e *Emulator) create(props map[string]string) *User {
 	now := time.Now().UTC()
 	u := &User{ID: strconv.Itoa(e.nextID), Properties: map[string]string{}, CreatedAt: now, UpdatedAt: now}
 	for k, v := range props {
-		u.Properties[k] = v
+		e.setProp(u, k, v)
 	}
 	u.Properties["hs_object_id"] = u.ID
 	e.users[u.ID] = u
 	return u
+}
+
+// setProp sets a property of u, keeping the email index.
+func (e *Emulator) setProp(u *User, k, v string) {
+	if k == propEmail {
+		if old, ok := u.Properties[k]; ok {
+			key := strings.ToLower(old)
+			e.byEmail[key] = slices.DeleteFunc(e.byEmail[key], func(x *User) bool { return x == u })
+		}
+		if e.byEmail == nil {
+			e.byEmail = map[string][]*User{}
+		}
+		key := strings.ToLower(v)
+		i, _ := slices.BinarySearchFunc(e.byEmail[key], u, func(a, b *User) int {
+			switch {
+			case lessID(a.ID, b.ID):
+				return -1
+			case lessID(b.ID, a.ID):
+				return 1
+			}
+			return 0
+		})
+		e.byEmail[key] = slices.Insert(e.byEmail[key], i, u)
+	}
+	u.Properties[k] = v
+}
+
+// byEmailIn returns the live users whose email is one of values, by id.
+func (e *Emulator) byEmailIn(values []string) []*User {
+	var out []*User
+	seen := map[string]bool{}
+	for _, v := range values {
+		key := strings.ToLower(v)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		for _, u := range e.byEmail[key] {
+			if !u.Archived {
+				out = append(out, u)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return lessID(out[i].ID, out[j].ID) })
+	return out
 }
 
 func mergeProps(a, b map[string]string) map[string]string {
@@ -623,7 +677,18 @@ func (e *Emulator) search(w http.ResponseWriter, req searchRequest) {
 		return
 	}
 	var hits []*User
-	for _, u := range e.sortedUsers() {
+	candidates := e.sortedUsers
+	if len(req.FilterGroups) == 1 && len(req.FilterGroups[0].Filters) >= 1 {
+		// A search by email (what the operator sends) reads the index.
+		f := req.FilterGroups[0].Filters[0]
+		switch op := strings.ToUpper(f.Operator); {
+		case f.PropertyName == propEmail && op == "IN":
+			candidates = func() []*User { return e.byEmailIn(f.Values) }
+		case f.PropertyName == propEmail && op == "EQ":
+			candidates = func() []*User { return e.byEmailIn([]string{f.Value}) }
+		}
+	}
+	for _, u := range candidates() {
 		if u.Archived {
 			continue
 		}
