@@ -34,7 +34,7 @@ type bench struct {
 type vendorCalls struct {
 	creates, updates, upserts, archives int
 	reads                               int // batch/read, search, list, get
-	rateLimited                         int // every call the rate limit counts (all but search)
+	rateLimited                         int // every call the operator's rate limit counts
 	throttled                           int // answered 429
 	maxInWindow                         int
 }
@@ -50,9 +50,13 @@ func countCalls(em *hsemu.Emulator) vendorCalls {
 		throttled:   em.Throttled(),
 		maxInWindow: em.MaxInWindow(),
 	}
-	search := em.Calls(hsemu.EndpointSearch)
-	v.reads = em.Calls(hsemu.EndpointRead) + search + em.Calls(hsemu.EndpointList) + em.Calls(hsemu.EndpointGet)
-	v.rateLimited = v.writes() + v.reads - search
+	v.reads = em.Calls(hsemu.EndpointRead) + em.Calls(hsemu.EndpointSearch) + em.Calls(hsemu.EndpointList) +
+		em.Calls(hsemu.EndpointGet)
+	// The operator counts every call in spec.rateLimit, searches too (the
+	// adoption lookups before creates): HubSpot exempts search from the
+	// ten-second window but limits it to about 4 per second on its own, so
+	// the window is a safe budget for both. The bound is over these calls.
+	v.rateLimited = v.writes() + v.reads
 	return v
 }
 
