@@ -13,6 +13,10 @@ const (
 	ConditionSuspended = "Suspended"
 	// ConditionRateLimited: the vendor answered 429 in the provider's last loop.
 	ConditionRateLimited = "RateLimited"
+	// ConditionIdempotent: provider, whether the vendor's create can be sent
+	// twice without making two users. False says what is at stake and how to
+	// make it so (HubSpot: a unique idProperty).
+	ConditionIdempotent = "Idempotent"
 )
 
 // Condition and record reasons.
@@ -42,6 +46,10 @@ const (
 	// ReasonDeletionUnsupported: deletionPolicy is Delete but the provider's
 	// vendor cannot delete users; removed users are left at the vendor.
 	ReasonDeletionUnsupported = "DeletionUnsupported"
+	// ReasonIdempotentCreates and ReasonCreatesNotIdempotent are the reasons
+	// of a provider's Idempotent condition.
+	ReasonIdempotentCreates    = "IdempotentCreates"
+	ReasonCreatesNotIdempotent = "CreatesNotIdempotent"
 )
 
 // Finalizer holds a UserSync under deletionPolicy Delete until each provider

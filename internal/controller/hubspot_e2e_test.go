@@ -77,6 +77,29 @@ var _ = Describe("HubSpot end to end", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace(nil) })
 
+	It("says on the provider whether its creates are idempotent", func() {
+		hubspotProvider(ns, "plain", hsemu.Options{}, nil)
+		hubspotProvider(ns, "keyed", hsemu.Options{UniqueProperties: []string{"k8s_key"}}, func(s *usersv1.ProviderSpec) {
+			s.HubSpot = &usersv1.HubSpotOptions{IDProperty: "k8s_key"}
+		})
+		idempotent := func(name string) func() string {
+			return func() string {
+				p := &usersv1.UserProvider{}
+				if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+					return err.Error()
+				}
+				c := condition(p.Status.Conditions, usersv1.ConditionIdempotent)
+				if c == nil {
+					return ""
+				}
+				return string(c.Status) + "/" + c.Reason + ": " + c.Message
+			}
+		}
+		Eventually(idempotent("plain"), 20*time.Second).Should(And(
+			HavePrefix("False/CreatesNotIdempotent: "), ContainSubstring("spec.hubspot.idProperty")))
+		Eventually(idempotent("keyed"), 20*time.Second).Should(HavePrefix("True/IdempotentCreates: "))
+	})
+
 	It("adopts the users a lost status created: a UserSync deleted under Orphan and applied again creates no user twice", func() {
 		// The emulator accepts duplicate emails: only the operator can
 		// prevent them.

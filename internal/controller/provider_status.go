@@ -125,4 +125,23 @@ func (r *ProviderReconciler) setProviderConditions(l *loop, st *usersv1.Provider
 		}
 	}
 	meta.SetStatusCondition(&st.Conditions, limited)
+	setIdempotent(l, st)
+}
+
+// setIdempotent sets the Idempotent condition from what the vendor client
+// says of its creates (providers.CreateSafety); it is left as it was while
+// no client can be built.
+func setIdempotent(l *loop, st *usersv1.ProviderStatus) {
+	cs, ok := l.vendor.(providers.CreateSafety)
+	if !ok {
+		return
+	}
+	c := metav1.Condition{Type: usersv1.ConditionIdempotent, Status: metav1.ConditionTrue,
+		ObservedGeneration: l.provider.obj.GetGeneration(), Reason: usersv1.ReasonIdempotentCreates}
+	safe, why := cs.IdempotentCreates()
+	if !safe {
+		c.Status, c.Reason = metav1.ConditionFalse, usersv1.ReasonCreatesNotIdempotent
+	}
+	c.Message = planner.Truncate(why, maxConditionMessage)
+	meta.SetStatusCondition(&st.Conditions, c)
 }

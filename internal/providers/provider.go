@@ -199,6 +199,18 @@ type DeleteSupport interface {
 	CanDelete() (ok bool, why string)
 }
 
+// CreateSafety is implemented by every Client: it says whether the vendor's
+// create is idempotent (sending it twice makes one user: an upsert on a
+// unique key) and, when it is not, what the Client does about it and how an
+// admin can make it so. The engine shows it as the provider's Idempotent
+// condition. Whatever it says, the engine never resends a create whose
+// outcome is unknown without Change.Retry, and a Client whose creates are not
+// idempotent must look the user up with a read the vendor guarantees to be
+// current before creating it again.
+type CreateSafety interface {
+	IdempotentCreates() (ok bool, why string)
+}
+
 // Config is what a Factory needs to build a Client.
 type Config struct {
 	// Endpoint is the base URL; empty means the vendor's public URL.

@@ -25,7 +25,10 @@ type Client struct {
 	adopt bool
 }
 
-var _ providers.Client = (*Client)(nil)
+var (
+	_ providers.Client       = (*Client)(nil)
+	_ providers.CreateSafety = (*Client)(nil)
+)
 
 // statusMigrationInProgress is HubSpot's 477: the account is being migrated
 // between data centres.

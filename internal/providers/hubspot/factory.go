@@ -140,6 +140,22 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 	return c, nil
 }
 
+// IdempotentCreates implements providers.CreateSafety: with an idProperty
+// every write is an upsert on it; without one batch/create is not idempotent.
+func (c *Client) IdempotentCreates() (bool, string) {
+	if c.idProperty != "" {
+		return true, "users are written with batch/upsert on the unique property " + c.idProperty
+	}
+	why := "without hubspot.idProperty HubSpot's batch/create is not idempotent: a create whose answer is lost, " +
+		"or a lost status, could make a user twice; "
+	if c.adopt {
+		why += "the operator looks users up by email before creating them (adoption: Email), and after an uncertain create. "
+	} else {
+		why += "adoption is Never, so users are created without looking: a lost status creates every user again. "
+	}
+	return false, why + "Create a HubSpot user property with unique values and set it as spec.hubspot.idProperty to make every write an upsert."
+}
+
 // Identity implements providers.Client: the idProperty value, or the
 // lower-cased email without an idProperty.
 func (c *Client) Identity(u providers.User) string {

@@ -63,7 +63,10 @@ type Client struct {
 	tokens *tokenSource
 }
 
-var _ providers.Client = (*Client)(nil)
+var (
+	_ providers.Client       = (*Client)(nil)
+	_ providers.CreateSafety = (*Client)(nil)
+)
 
 // noDelete says why a Propel user cannot be deleted by the operator.
 const noDelete = "Propel offers no API to delete users; remove the user in Propel by hand or use deletionPolicy: Orphan"
@@ -71,6 +74,12 @@ const noDelete = "Propel offers no API to delete users; remove the user in Prope
 // CanDelete implements providers.DeleteSupport: Propel documents no user
 // delete, so the engine forgets removed users and says they were left.
 func (c *Client) CanDelete() (bool, string) { return false, noDelete }
+
+// IdempotentCreates implements providers.CreateSafety: every write is an
+// upsert on (source, sourceId).
+func (c *Client) IdempotentCreates() (bool, string) {
+	return true, "users are upserted by (source, sourceId); sourceId is the user's key"
+}
 
 // Identity implements providers.Client: Propel finds a user again by its
 // sourceId, which is the user's key.

@@ -64,6 +64,7 @@ type Client struct {
 
 var (
 	_ providers.Client        = (*Client)(nil)
+	_ providers.CreateSafety  = (*Client)(nil)
 	_ providers.DeleteSupport = (*Client)(nil)
 )
 
@@ -79,6 +80,12 @@ func newAPI(base, token string, cfg providers.Config) *vendorhttp.Client {
 		Header: http.Header{"Accept": {acceptHeader}},
 		Sleep:  cfg.Sleep,
 	}
+}
+
+// IdempotentCreates implements providers.CreateSafety: users are written with
+// update_or_create on custom_id.
+func (c *Client) IdempotentCreates() (bool, string) {
+	return true, "users are written with update_or_create on custom_id, the user's key"
 }
 
 // Identity implements providers.Client: user.com finds a user again by its
