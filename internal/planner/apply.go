@@ -117,7 +117,7 @@ func fold(now time.Time, it *Item, r providers.Result) (Record, bool) {
 		if r.ExternalID != "" {
 			rec.ExternalID = r.ExternalID
 		}
-		rec.Reason, rec.Message, rec.Attempts = "", "", 0
+		rec.Reason, rec.Message, rec.Attempts = "", Truncate(r.Note, MaxMessageLength), 0
 		return rec, true
 	}
 	var re *providers.RecordError

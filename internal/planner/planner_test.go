@@ -484,3 +484,28 @@ func TestApplyCarriesCreateIntents(t *testing.T) {
 		})
 	}
 }
+
+// A success's note (e.g. which of several vendor users was adopted) is the
+// record's message; a success without one clears the message.
+func TestApplyKeepsTheNoteOfASuccess(t *testing.T) {
+	a, b := desired("a", "a@x.io"), desired("b", "b@x.io")
+	old := Record{Key: "b", State: StatePending, Reason: "VendorUnreachable", Message: "no answer", Attempts: 1, LastAttempt: t0.Add(-time.Hour)}
+	in := Input{Now: t0, Backoff: Backoff{Base: time.Second, Max: time.Minute},
+		Syncs: []Sync{{Name: "ns/s", Users: []Desired{a, b}, Records: map[string]Record{"b": old}}}}
+	p := Compute(in)
+	var res []providers.Result
+	for _, ch := range p.Changes {
+		r := providers.Result{ID: ch.ID, ExternalID: "1" + ch.ID, Action: providers.ActionAdopted}
+		if ch.User.Key == "a" {
+			r.Note = "HubSpot holds 2 users with this email; the oldest (id 1) was adopted"
+		}
+		res = append(res, r)
+	}
+	recs := Apply(in, p, res)[0].Records
+	if recs["a"].State != StateSynced || recs["a"].Message != "HubSpot holds 2 users with this email; the oldest (id 1) was adopted" {
+		t.Errorf("a: %+v", recs["a"])
+	}
+	if recs["b"].State != StateSynced || recs["b"].Message != "" || recs["b"].Reason != "" {
+		t.Errorf("b: %+v", recs["b"])
+	}
+}

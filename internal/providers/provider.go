@@ -86,6 +86,10 @@ type Result struct {
 	// failed create and for deletions.
 	ExternalID string
 	Action     Action
+	// Note, on success, is a remark for the record's message (e.g. that
+	// the vendor held several users with this email and the oldest was
+	// adopted); usually empty. It never holds a credential.
+	Note string
 	// Err is nil on success. Otherwise it is a *RecordError, or any error,
 	// which the engine treats as transient (the record is retried with
 	// backoff).

@@ -34,6 +34,8 @@ type outcome struct {
 type applier struct {
 	c   *Client
 	res map[string]providers.Result
+	// notes are remarks for the records of changes that succeed (Note).
+	notes map[string]string
 }
 
 // Apply implements providers.Client. Deletions go first, so that a user who
@@ -103,7 +105,18 @@ func (a *applier) run(ctx context.Context, changes []providers.Change) error {
 
 func (a *applier) set(ch providers.Change, r providers.Result) {
 	r.ID = ch.ID
+	if r.Err == nil {
+		r.Note = a.notes[ch.ID]
+	}
 	a.res[ch.ID] = r
+}
+
+// note keeps a remark for the record of ch, shown if its write succeeds.
+func (a *applier) note(ch providers.Change, msg string) {
+	if a.notes == nil {
+		a.notes = map[string]string{}
+	}
+	a.notes[ch.ID] = msg
 }
 
 func (a *applier) fail(ch providers.Change, permanent bool, code, msg string) {
@@ -244,7 +257,7 @@ func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, mi
 		for _, ch := range part {
 			emails = append(emails, strings.ToLower(ch.User.Email))
 		}
-		ids, err := a.c.searchByProperty(ctx, PropEmail, emails)
+		ids, matches, err := a.c.searchByProperty(ctx, PropEmail, emails)
 		if err != nil {
 			var ce *vendorhttp.CallError
 			if errors.As(err, &ce) {
@@ -264,9 +277,13 @@ func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, mi
 			return nil, nil, err
 		}
 		for _, ch := range part {
-			if id := ids[strings.ToLower(ch.User.Email)]; id != "" {
+			email := strings.ToLower(ch.User.Email)
+			if id := ids[email]; id != "" {
 				ch.ExternalID = id
 				found = append(found, ch)
+				if n := matches[email]; n > 1 {
+					a.note(ch, fmt.Sprintf("HubSpot holds %d users with this email; the oldest (id %s) was adopted, the others are left as they are", n, id))
+				}
 			} else {
 				missing = append(missing, ch)
 			}
@@ -547,9 +564,10 @@ func errorKeys(e errorBody) []string {
 
 // searchByProperty finds users whose property is one of values (compared
 // case-insensitively, as HubSpot's search does). When several users match a
-// value the oldest id wins, so repeated lookups agree.
-func (c *Client) searchByProperty(ctx context.Context, prop string, values []string) (map[string]string, error) {
-	ids := map[string]string{}
+// value the oldest id wins, so repeated lookups agree; matches counts the
+// users found for each value.
+func (c *Client) searchByProperty(ctx context.Context, prop string, values []string) (ids map[string]string, matches map[string]int, err error) {
+	ids, matches = map[string]string{}, map[string]int{}
 	var req searchRequest
 	req.FilterGroups = append(req.FilterGroups, struct {
 		Filters []searchFilter `json:"filters"`
@@ -562,19 +580,20 @@ func (c *Client) searchByProperty(ctx context.Context, prop string, values []str
 		resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodPost, Path: pathSearch, Body: req,
 			Idempotent: true, Endpoint: "search"})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if resp.Status != http.StatusOK {
 			e := errorOf(resp.Status, resp.Body)
-			return nil, &vendorhttp.CallError{Status: resp.Status, Code: "LookupFailed", Uncertain: true,
+			return nil, nil, &vendorhttp.CallError{Status: resp.Status, Code: "LookupFailed", Uncertain: true,
 				Message: fmt.Sprintf("HubSpot answered HTTP %d to a search: %s", resp.Status, e.text())}
 		}
 		var sr searchResponse
 		if err := json.Unmarshal(resp.Body, &sr); err != nil {
-			return nil, &vendorhttp.CallError{Code: "BadResponse", Uncertain: true, Message: "HubSpot's search answer could not be read"}
+			return nil, nil, &vendorhttp.CallError{Code: "BadResponse", Uncertain: true, Message: "HubSpot's search answer could not be read"}
 		}
 		for _, r := range sr.Results {
 			v := strings.ToLower(r.prop(prop))
+			matches[v]++
 			if old, ok := ids[v]; !ok || lessID(string(r.ID), old) {
 				ids[v] = string(r.ID)
 			}
@@ -584,7 +603,7 @@ func (c *Client) searchByProperty(ctx context.Context, prop string, values []str
 		}
 		req.After = string(sr.Paging.Next.After)
 	}
-	return ids, nil
+	return ids, matches, nil
 }
 
 // readByProperty reads users by a unique property; values HubSpot does not

@@ -344,8 +344,9 @@ func TestAdoptsTheOldestOfUsersSharingAnEmail(t *testing.T) {
 	oldest := s.em.Put(map[string]string{PropEmail: chs[0].User.Email})
 	s.em.Put(map[string]string{PropEmail: chs[0].User.Email})
 	res := apply(t, s.c, chs)
-	if r := res["c0"]; r.Err != nil || r.Action != providers.ActionAdopted || r.ExternalID != oldest {
-		t.Fatalf("%+v, want the oldest user %s adopted", r, oldest)
+	if r := res["c0"]; r.Err != nil || r.Action != providers.ActionAdopted || r.ExternalID != oldest ||
+		!strings.Contains(r.Note, "HubSpot holds 2 users with this email; the oldest (id "+oldest+") was adopted") {
+		t.Fatalf("%+v, want the oldest user %s adopted, and said so", r, oldest)
 	}
 	if n := len(s.em.Users()); n != 2 {
 		t.Fatalf("%d users, want the 2 there were", n)
