@@ -538,8 +538,11 @@ func (e *Emulator) find(prop, value string) *User {
 		return nil
 	}
 	if prop == propEmail {
-		if us := e.byEmailIn([]string{value}); len(us) > 0 {
-			return us[0]
+		// The index is oldest first: the first live user is the oldest.
+		for _, u := range e.byEmail[strings.ToLower(value)] {
+			if !u.Archived {
+				return u
+			}
 		}
 		return nil
 	}
