@@ -60,6 +60,22 @@ func Scheme() (*k8sruntime.Scheme, error) {
 	return s, nil
 }
 
+// WriteKubeconfig adds a user of system:masters named name to the started
+// env and writes its kubeconfig to dir/kubeconfig, for a process the test
+// starts (the operator binary, kubectl). It returns the file's path.
+func WriteKubeconfig(env *envtest.Environment, name, dir string) (string, error) {
+	user, err := env.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, kc, 0o600)
+}
+
 // Start starts env and returns its config and a client with Scheme.
 func Start(env *envtest.Environment) (*rest.Config, client.Client, error) {
 	cfg, err := env.Start()

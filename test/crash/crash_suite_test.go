@@ -4,7 +4,6 @@
 package crash
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -45,12 +44,8 @@ var _ = BeforeSuite(func() {
 	_, k8s, err = testenv.Start(testEnv)
 	Expect(err).NotTo(HaveOccurred())
 
-	user, err := testEnv.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
+	kubeconfig, err = testenv.WriteKubeconfig(testEnv, "operator", dir)
 	Expect(err).NotTo(HaveOccurred())
-	kc, err := user.KubeConfig()
-	Expect(err).NotTo(HaveOccurred())
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	Expect(os.WriteFile(kubeconfig, kc, 0o600)).To(Succeed())
 })
 
 var _ = AfterSuite(func() {

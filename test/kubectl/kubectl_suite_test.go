@@ -51,13 +51,9 @@ var _ = BeforeSuite(func() {
 	_, k8s, err = testenv.Start(testEnv)
 	Expect(err).NotTo(HaveOccurred())
 
-	user, err := testEnv.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	Expect(err).NotTo(HaveOccurred())
-	kc, err := user.KubeConfig()
-	Expect(err).NotTo(HaveOccurred())
 	dir := GinkgoT().TempDir()
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	Expect(os.WriteFile(kubeconfig, kc, 0o600)).To(Succeed())
+	kubeconfig, err = testenv.WriteKubeconfig(testEnv, "admin", dir)
+	Expect(err).NotTo(HaveOccurred())
 	// A discovery cache of its own: one left in ~/.kube/cache by an earlier
 	// API server on the same port would hold the CRDs as they were then.
 	cacheDir = filepath.Join(dir, "cache")
