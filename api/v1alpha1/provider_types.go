@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -138,6 +140,19 @@ type HubSpotOptions struct {
 	// +optional
 	// +kubebuilder:validation:Enum=Email;Never
 	Adoption HubSpotAdoption `json:"adoption,omitempty"`
+
+	// searchIndexDelay is how long HubSpot's search may take to show a user
+	// just created. HubSpot serves search from an index that trails writes
+	// and publishes no figure for the delay (integrators report "several
+	// seconds"); the default of 1m leaves a wide margin. After a create whose
+	// answer was lost, a search that finds nothing is trusted only once the
+	// create is older than this: until then the record is Pending with
+	// reason AwaitingIndex and nothing is created. Where HubSpot can read by
+	// email directly (a portal whose hs_email is a unique property), that
+	// read is current and no wait applies. 0s trusts search at once: unsafe.
+	// +optional
+	// +kubebuilder:default="1m"
+	SearchIndexDelay *metav1.Duration `json:"searchIndexDelay,omitempty"`
 }
 
 // HubSpotAdoption says whether existing HubSpot users are adopted.
@@ -216,16 +231,45 @@ type ProviderStatus struct {
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 
-	// createsInFlight lists the UIDs of the UserSyncs whose creates a sync
-	// loop is sending: it is written before the vendor calls and cleared once
-	// their results are in the UserSyncs' status. After a crash or a lost
-	// answer, the users of these UserSyncs without an externalID are looked up
-	// at the vendor before they are created, so none is created twice.
+	// createsInFlight lists the UserSyncs whose creates a sync loop is
+	// sending, with when it began: it is written before the vendor calls and
+	// cleared once their results are in the UserSyncs' status. After a crash
+	// or a lost answer, the users of these UserSyncs without an externalID
+	// are looked up at the vendor before they are created, so none is created
+	// twice; a lookup that may lag (HubSpot's search) is trusted only once
+	// the vendor's index delay has passed since the later of sendTime and the
+	// moment the operator that reads it started.
 	// +optional
-	// +listType=set
+	// +listType=map
+	// +listMapKey=uid
 	// +kubebuilder:validation:MaxItems=20000
-	// +kubebuilder:validation:items:MaxLength=64
-	CreatesInFlight []string `json:"createsInFlight,omitempty"`
+	CreatesInFlight []CreateIntent `json:"createsInFlight,omitempty"`
+}
+
+// CreateIntent says that a sync loop may have sent creates for a UserSync.
+type CreateIntent struct {
+	// uid is the UserSync's metadata.uid.
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	UID string `json:"uid"`
+
+	// sendTime is when the loop began sending (the creates were sent at or
+	// after it).
+	// +required
+	SendTime metav1.Time `json:"sendTime"`
+}
+
+// UnmarshalJSON reads an intent, and also the plain UID string that
+// createsInFlight held before it carried times: a provider status written by
+// an older operator still decodes (its sendTime unknown, so the wait counts
+// from when this operator started).
+func (in *CreateIntent) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*in = CreateIntent{}
+		return json.Unmarshal(b, &in.UID)
+	}
+	type plain CreateIntent
+	return json.Unmarshal(b, (*plain)(in))
 }
 
 // UserProvider is a vendor account that UserSyncs of its namespace write to.

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"net/http"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
@@ -131,6 +133,53 @@ var _ = Describe("HubSpot end to end", func() {
 			Expect(r.Action).To(Equal("Adopted"), r.Key)
 			Expect(r.ExternalID).To(Equal(ids[r.Key]), r.Key)
 		}
+	})
+
+	// lostCreatesUnderIndexLag loses the answer of the first batch/create of
+	// 30 users on a portal whose emails are not unique (lookups search) and
+	// whose search index trails creates by 4 s, twice the retry backoff's
+	// longest step, with spec.hubspot.searchIndexDelay delay. It waits until
+	// the UserSync is Ready and returns how many users HubSpot holds and
+	// whether a record was seen waiting for the index.
+	lostCreatesUnderIndexLag := func(delay time.Duration) (held int, waited bool) {
+		em := hubspotProvider(ns, "hs", hsemu.Options{DuplicateEmails: true, SearchIndexDelay: 4 * time.Second},
+			func(s *usersv1.ProviderSpec) {
+				s.HubSpot = &usersv1.HubSpotOptions{SearchIndexDelay: &metav1.Duration{Duration: delay}}
+			})
+		em.Inject(hsemu.EndpointCreate, hsemu.Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
+		newSync(ns, "team", users(30, "u"), ref("hs"))
+		Eventually(func() string {
+			for _, r := range getSync(ns, "team").Status.Results {
+				if r.Reason == providers.ReasonAwaitingIndex {
+					waited = true
+					Expect(r.State).To(Equal(usersv1.StatePending))
+					Expect(r.Message).To(ContainSubstring("searchIndexDelay"))
+				}
+			}
+			return readyStatus(ns, "team")()
+		}, 40*time.Second, 100*time.Millisecond).Should(Equal("True/Synced"))
+		for _, c := range em.Log() {
+			GinkgoWriter.Printf("%s %s %d %v\n", c.At.Format("15:04:05.000"), c.Endpoint, c.Inputs, c.Fault != nil)
+		}
+		return len(em.Users()), waited
+	}
+
+	It("never trusts a search that may lag: lost creates wait for the index, then are adopted, none made twice", func() {
+		n, waited := lostCreatesUnderIndexLag(8 * time.Second)
+		Expect(waited).To(BeTrue(), "no record waited for the index")
+		Expect(n).To(Equal(30), "a user was created twice")
+		ids := map[string]bool{}
+		for _, r := range getSync(ns, "team").Status.Results {
+			Expect(r.Action).To(Equal("Adopted"), r.Key)
+			ids[r.ExternalID] = true
+		}
+		Expect(ids).To(HaveLen(30))
+		Eventually(func() []usersv1.CreateIntent { return providerStatus(ns, "hs").CreatesInFlight }, 10*time.Second).Should(BeEmpty())
+	})
+
+	It("duplicates lost creates when searchIndexDelay is shorter than the index lag (the test above tests the wait)", func() {
+		n, _ := lostCreatesUnderIndexLag(time.Second)
+		Expect(n).To(Equal(60), "with a delay shorter than the lag the lookups find nothing and every user is created again")
 	})
 
 	It("creates 220 users of two UserSyncs in 3 batch calls, updates only the 5 changed in one call, and writes nothing when idle", func() {

@@ -17,7 +17,7 @@ func TestIdleLoops(t *testing.T) {
 	base := func() *loop {
 		p := &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{UID: "p", ResourceVersion: "10"}}
 		l := &loop{key: providerKey{Kind: usersv1.KindUserProvider, Namespace: "ns", Name: "p"}, now: t0,
-			provider: &providerView{obj: p, status: &p.Status}, inFlight: map[types.UID]bool{}}
+			provider: &providerView{obj: p, status: &p.Status}, inFlight: map[types.UID]time.Time{}}
 		for _, n := range []string{"a", "b"} {
 			l.syncs = append(l.syncs, &syncView{listed: true, obj: &usersv1.UserSync{
 				ObjectMeta: metav1.ObjectMeta{UID: types.UID(n), ResourceVersion: "5"}}})
@@ -40,7 +40,7 @@ func TestIdleLoops(t *testing.T) {
 		"the provider changed":                        {change: func(l *loop) { l.provider.obj.SetResourceVersion("11") }},
 		"the provider is not ready":                   {change: func(l *loop) { l.notReady = &notReady{Reason: "Unauthorized"} }},
 		"the client was rebuilt":                      {change: func(l *loop) { l.vendor = &fakeClient{} }},
-		"creates are in flight":                       {change: func(l *loop) { l.inFlight["a"] = true }},
+		"creates are in flight":                       {change: func(l *loop) { l.inFlight["a"] = time.Time{} }},
 		"the provider is gone":                        {change: func(l *loop) { l.provider = nil }},
 		"a not-ready message changed":                 {change: func(l *loop) { l.notReady = &notReady{Reason: "Unauthorized", Message: "x"} }},
 		"a refusal message changed":                   {change: func(l *loop) { l.syncs[1].refusedMessage = "namespace x not found" }},

@@ -173,6 +173,7 @@ func (r *ProviderReconciler) clientConfig(p *providerView, secret *corev1.Secret
 		Credentials: creds,
 		Spec:        *p.spec,
 		HTTPClient:  &http.Client{Transport: tr, Timeout: r.VendorTimeout},
+		Now:         r.Clock.Now,
 	}
 	if p.spec.BatchSize != nil {
 		cfg.BatchSize = int(*p.spec.BatchSize)

@@ -45,10 +45,16 @@ func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
 // writeProviderStatus stores the provider's conditions and counters. It
 // writes only when they change, so an idle resync writes nothing.
 func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, outcomes []planner.Outcome, stats transportStats) (err error) {
+	// Every UserSync's results are stored, with the uncertain creates carried
+	// into their records (planner.ApplyOne): the intents of the others are
+	// done. p.status holds what recordCreates wrote, so the patch below
+	// removes them.
+	intents := r.settleInFlight(l, outcomes)
 	defer func() {
 		if err == nil {
-			// Stored, or nothing to store: no create intent is left.
-			r.inFlight.set(l.key.index(), nil)
+			r.inFlight.set(l.key.index(), l.inFlight)
+		} else {
+			r.failedLoop(l)
 		}
 	}()
 	p := l.provider
@@ -57,10 +63,7 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	}
 	st := p.status.DeepCopy()
 	st.ObservedGeneration = p.obj.GetGeneration()
-	// Every UserSync's results are stored, with the uncertain creates carried
-	// into their records (planner.ApplyOne): the intents are done. p.status
-	// holds what recordCreates wrote, so the patch below removes them.
-	st.CreatesInFlight = nil
+	st.CreatesInFlight = intents
 	deleting := countProviderRecords(st, l, outcomes)
 	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting)
 	r.setProviderConditions(l, st, stats)

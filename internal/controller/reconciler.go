@@ -128,8 +128,10 @@ type loop struct {
 	syncs    []*syncView
 	now      time.Time
 	// inFlight: the UserSyncs whose creates may have been sent without their
-	// results stored (see inflight.go).
-	inFlight map[types.UID]bool
+	// results known, with the latest moment they may have been sent (see
+	// inflight.go); sentCreates: those this loop sends creates for.
+	inFlight    map[types.UID]time.Time
+	sentCreates map[types.UID]bool
 	// wrote counts the API writes the loop made.
 	wrote atomic.Int32
 }
@@ -175,6 +177,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	in, plan, outcomes, err := r.apply(ctx, l)
 	if err != nil {
+		r.failedLoop(l)
 		return result, err
 	}
 	countWrites(l.key.index(), plan, outcomes)
@@ -183,6 +186,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		stats = l.tr.take()
 	}
 	if err := r.writeSyncStatuses(ctx, l, in, plan, outcomes); err != nil {
+		r.failedLoop(l)
 		return result, err
 	}
 	if err := r.writeProviderStatus(ctx, l, outcomes, stats); err != nil {
@@ -305,8 +309,15 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			Records: recordsOf(us, l.key.ref()),
 			Delete:  us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete,
 			Removed: !v.listed || !us.DeletionTimestamp.IsZero(),
-
-			CreatesUncertain: l.inFlight[us.UID],
+		}
+		s.CreatesSince, s.CreatesUncertain = l.inFlight[us.UID]
+		if !s.CreatesUncertain && uncertainCreates(s.Records) {
+			// The records say a create may have been sent, and no intent
+			// does (a provider status lost, or written by an older
+			// operator): the wait counts from now, and the intent keeps
+			// that time until they are settled.
+			s.CreatesSince, s.CreatesUncertain = l.now.Add(time.Second), true
+			l.inFlight[us.UID] = s.CreatesSince
 		}
 		s.Hold = l.holdOf(v)
 		if v.refusedReason != "" && s.Removed {

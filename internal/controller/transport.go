@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers"
 )
 
 // limitedTransport sends a provider's vendor requests under its rate limit
@@ -36,16 +38,22 @@ func (t *limitedTransport) setLimit(requests int, period time.Duration) {
 	t.limiter.setLimit(requests, period)
 }
 
-// RoundTrip waits for the rate limiter, then sends the request.
+// RoundTrip waits for the rate limiter, then sends the request. A request
+// on a budget of the vendor's own (providers.WithOwnBudget) is not counted.
 func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
-	if err := t.limiter.acquire(req.Context()); err != nil {
-		return nil, err
+	limited := !providers.OwnBudget(req.Context())
+	if limited {
+		if err := t.limiter.acquire(req.Context()); err != nil {
+			return nil, err
+		}
 	}
 	waited := time.Since(start)
 	sent := time.Now()
 	resp, err := t.base.RoundTrip(req)
-	t.limiter.release()
+	if limited {
+		t.limiter.release()
+	}
 	t.labels.observe(req, resp, err, time.Since(sent), waited)
 	t.mu.Lock()
 	t.stats.Requests++

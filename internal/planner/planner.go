@@ -91,6 +91,9 @@ type Sync struct {
 	// (see ApplyOne), so the engine can clear its create intents once they
 	// are stored.
 	CreatesUncertain bool
+	// CreatesSince, with CreatesUncertain, is the latest moment at which
+	// those creates may have been sent (Change.RetrySince).
+	CreatesSince time.Time
 }
 
 // DeletionGuard holds back a loop's deletions of one UserSync when they are
@@ -483,7 +486,26 @@ func planUser(in Input, si int, d Desired, owners map[string]owner, moved map[st
 		Retry: rec.ExternalID == "" && (s.CreatesUncertain || known && rec.State != StateFailed &&
 			(rec.Attempts > 0 || rec.Action == string(providers.OpCreate))),
 	}
+	if it.Change.Retry {
+		it.Change.RetrySince = retrySince(s, rec)
+	}
 	return it
+}
+
+// retrySince is the latest moment an earlier create of rec may have been
+// sent: the sync's create intent, which the engine keeps (with a fixed time)
+// while any create of the sync is uncertain. Without one, the record's last
+// attempt, stored to the second, so the whole second after it (a later
+// lookup moves it, so the engine must not leave uncertain records without
+// an intent).
+func retrySince(s *Sync, rec Record) time.Time {
+	if s.CreatesUncertain {
+		return s.CreatesSince
+	}
+	if rec.LastAttempt.IsZero() {
+		return time.Time{}
+	}
+	return rec.LastAttempt.Truncate(time.Second).Add(time.Second)
 }
 
 // kept is what declared users hold at this provider: their vendor ids, and

@@ -63,7 +63,18 @@ type Change struct {
 	// response, a crash). A Client whose create is not idempotent must look
 	// the user up before creating it again, so that a retry never duplicates.
 	Retry bool
+	// RetrySince, with Retry, is the latest moment at which the earlier write
+	// may have been sent. A Client whose lookup can lag behind writes (a
+	// search index) trusts a lookup that finds nothing only once the vendor's
+	// index delay has passed since then; until then it answers a RecordError
+	// with Uncertain set and Code ReasonAwaitingIndex. Zero means unknown
+	// and long past.
+	RetrySince time.Time
 }
+
+// ReasonAwaitingIndex is the RecordError code of a create held back because
+// the vendor's lookup may not show an earlier, uncertain create yet.
+const ReasonAwaitingIndex = "AwaitingIndex"
 
 // Action is what the vendor reports it did with a record.
 type Action string
@@ -215,6 +226,22 @@ type CreateSafety interface {
 	IdempotentCreates() (ok bool, why string)
 }
 
+type ownBudgetKey struct{}
+
+// WithOwnBudget marks the requests sent with ctx as counted by a budget the
+// vendor keeps apart from the provider's spec.rateLimit (HubSpot's search,
+// 4 a second): the engine's limiter lets them through uncounted, and the
+// Client keeps to that budget itself.
+func WithOwnBudget(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ownBudgetKey{}, true)
+}
+
+// OwnBudget reports whether ctx was marked by WithOwnBudget.
+func OwnBudget(ctx context.Context) bool {
+	v, _ := ctx.Value(ownBudgetKey{}).(bool)
+	return v
+}
+
 // Config is what a Factory needs to build a Client.
 type Config struct {
 	// Endpoint is the base URL; empty means the vendor's public URL.
@@ -237,6 +264,9 @@ type Config struct {
 	// Sleep waits between vendor retries; tests replace it. Nil means a
 	// context-aware time.Sleep.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Now tells the time (Change.RetrySince is compared with it); tests
+	// replace it. Nil means time.Now.
+	Now func() time.Time
 }
 
 // Factory validates a provider's configuration and builds its Client.

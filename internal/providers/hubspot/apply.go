@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
@@ -247,9 +249,11 @@ func (a *applier) create(ctx context.Context, chs []providers.Change) ([]provide
 	return adopt, nil
 }
 
-// lookup searches by email for users an earlier create may have made, or
-// that HubSpot held before (adoption). It returns those found (ExternalID
-// set, to be adopted) and those not found (to be created).
+// lookup finds by email the users an earlier create may have made, or that
+// HubSpot held before (adoption). It returns those found (ExternalID set, to
+// be adopted) and those not found (to be created). A user whose earlier
+// create is uncertain and that only a lagging search failed to find is
+// neither: it waits for the index (ReasonAwaitingIndex).
 func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, missing []providers.Change, err error) {
 	for start := 0; start < len(chs); start += a.c.batch {
 		part := chs[start:min(start+a.c.batch, len(chs))]
@@ -257,7 +261,8 @@ func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, mi
 		for _, ch := range part {
 			emails = append(emails, strings.ToLower(ch.User.Email))
 		}
-		ids, matches, err := a.c.searchByProperty(ctx, PropEmail, emails)
+		slices.Sort(emails)
+		ids, matches, current, err := a.c.findByEmail(ctx, slices.Compact(emails))
 		if err != nil {
 			var ce *vendorhttp.CallError
 			if errors.As(err, &ce) {
@@ -278,18 +283,63 @@ func (a *applier) lookup(ctx context.Context, chs []providers.Change) (found, mi
 		}
 		for _, ch := range part {
 			email := strings.ToLower(ch.User.Email)
-			if id := ids[email]; id != "" {
+			switch id := ids[email]; {
+			case id != "":
 				ch.ExternalID = id
 				found = append(found, ch)
 				if n := matches[email]; n > 1 {
 					a.note(ch, fmt.Sprintf("HubSpot holds %d users with this email; the oldest (id %s) was adopted, the others are left as they are", n, id))
 				}
-			} else {
+			case !current && a.c.awaitIndex(ch):
+				a.set(ch, providers.Result{Err: a.c.awaitingIndex(ch)})
+			default:
 				missing = append(missing, ch)
 			}
 		}
 	}
 	return found, missing, nil
+}
+
+// findByEmail looks users up by email (lower-cased). Where HubSpot reads
+// users by email (hs_email has unique values) it uses batch/read, which is
+// current: current is true and a user it does not return does not exist.
+// Otherwise it searches, and search trails recent creates. Whether HubSpot
+// reads by email is learnt from the first answer: a 400 refuses it (a
+// property without unique values) and the client searches from then on.
+func (c *Client) findByEmail(ctx context.Context, emails []string) (ids map[string]string, matches map[string]int, current bool, err error) {
+	if c.emailReads.Load() != emailSearchOnly {
+		read, err := c.readByProperty(ctx, PropEmail, emails)
+		var ce *vendorhttp.CallError
+		switch {
+		case err == nil:
+			c.emailReads.Store(emailReadable)
+			ids = make(map[string]string, len(read))
+			for v, id := range read {
+				ids[strings.ToLower(v)] = id
+			}
+			return ids, nil, true, nil
+		case errors.As(err, &ce) && ce.Status == http.StatusBadRequest:
+			c.emailReads.Store(emailSearchOnly)
+		default:
+			return nil, nil, false, err
+		}
+	}
+	ids, matches, err = c.searchByProperty(ctx, PropEmail, emails)
+	return ids, matches, false, err
+}
+
+// awaitIndex reports whether a search that did not find ch's user may
+// still be behind an earlier, uncertain create of it.
+func (c *Client) awaitIndex(ch providers.Change) bool {
+	return ch.Retry && c.indexDelay > 0 && !ch.RetrySince.IsZero() && c.now().Before(ch.RetrySince.Add(c.indexDelay))
+}
+
+func (c *Client) awaitingIndex(ch providers.Change) *providers.RecordError {
+	until := ch.RetrySince.Add(c.indexDelay).UTC().Format(time.RFC3339)
+	return &providers.RecordError{Uncertain: true, Code: providers.ReasonAwaitingIndex, Message: fmt.Sprintf(
+		"HubSpot's search does not show this user, but an earlier create may have reached HubSpot at %s and search trails "+
+			"creates by up to %s (spec.hubspot.searchIndexDelay): it is looked up again, and created only if still not found after %s",
+		ch.RetrySince.UTC().Format(time.RFC3339), c.indexDelay, until)}
 }
 
 // delete archives users. A user without a known id is looked up by the
@@ -575,8 +625,12 @@ func (c *Client) searchByProperty(ctx context.Context, prop string, values []str
 	req.Properties = []string{prop}
 	req.Limit = 100
 	// One lookup is one call of the metrics, however many pages it reads.
-	ctx = providers.ObserveCall(ctx, "search", len(values))
+	// Search has a budget of its own, apart from spec.rateLimit.
+	ctx = providers.WithOwnBudget(providers.ObserveCall(ctx, "search", len(values)))
 	for page := 0; page < 100; page++ {
+		if err := c.searches.Wait(ctx); err != nil {
+			return nil, nil, err
+		}
 		resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodPost, Path: pathSearch, Body: req,
 			Idempotent: true, Endpoint: "search"})
 		if err != nil {

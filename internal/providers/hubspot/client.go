@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/vendorhttp"
@@ -23,7 +26,25 @@ type Client struct {
 	// adopt: without an idProperty, look new users up by email before
 	// creating them (spec.hubspot.adoption Email, the default).
 	adopt bool
+	// indexDelay is how long search may trail a create
+	// (spec.hubspot.searchIndexDelay); now tells the time.
+	indexDelay time.Duration
+	now        func() time.Time
+	// searches keeps to HubSpot's own search budget (SearchRate), which
+	// is counted apart from spec.rateLimit.
+	searches *rate.Limiter
+	// emailReads says whether HubSpot reads users by email with batch/read
+	// (hs_email has unique values in the portal): emailUnknown until the
+	// first lookup tries it.
+	emailReads atomic.Int32
 }
+
+// Values of Client.emailReads.
+const (
+	emailUnknown int32 = iota
+	emailReadable
+	emailSearchOnly
+)
 
 var (
 	_ providers.Client       = (*Client)(nil)

@@ -12,11 +12,20 @@
 // status that remembers which users were created can be lost (a UserSync
 // deleted under Orphan and applied again, a cluster rebuilt from Git). So,
 // unless spec.hubspot.adoption is Never, users without an external id are
-// first looked up by email, 100 to a search (an IN filter): the users found
-// are adopted (updated to the declared values by id, action Adopted; of
-// several with one email, the oldest) and only the others are created. A
-// first sync of N users costs ⌈N/100⌉ searches + ⌈new/100⌉ creates +
-// ⌈adopted/100⌉ updates.
+// first looked up by email, 100 to a call: the users found are adopted
+// (updated to the declared values by id, action Adopted; of several with
+// one email, the oldest) and only the others are created. A first sync of N
+// users costs ⌈N/100⌉ lookups + ⌈new/100⌉ creates + ⌈adopted/100⌉ updates.
+//
+// Lookups. Where the portal's hs_email has unique values, HubSpot reads
+// users by it (batch/read with idProperty hs_email), from the record store:
+// a user it does not return does not exist. Otherwise (the read is refused
+// with 400, learnt once per client) lookups search, 4 a second (HubSpot's
+// search budget, apart from spec.rateLimit), and search trails creates: after
+// a create whose answer was lost, a search that finds nothing is trusted only
+// once spec.hubspot.searchIndexDelay has passed since the create may have
+// been sent (Change.RetrySince); until then the record waits, Pending with
+// reason AwaitingIndex, and nothing is created.
 //
 // Correlation. Every input carries objectWriteTraceId = Change.ID; results and
 // errors are matched back by it and never by array order. Where HubSpot
@@ -25,7 +34,7 @@
 // the engine retries it with a lookup first.
 //
 // Retries. A create is never repeated blindly: after a lost response the
-// engine resends the change with Retry set, and the client then searches by
+// engine resends the change with Retry set, and the client then looks it up by
 // email before creating. Calls are sent with vendorhttp: 429, 423 and 477
 // are waited out on every endpoint (Retry-After, the rate-limit headers, or
 // HubSpot's documented pauses; the daily limit is not waited for), 5xx and
@@ -43,6 +52,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
@@ -63,6 +74,18 @@ const (
 	// Values of spec.hubspot.idValueFrom.
 	IDFromKey   = "Key"
 	IDFromEmail = "Email"
+
+	// DefaultSearchIndexDelay is how long HubSpot's search may trail a
+	// create unless spec.hubspot.searchIndexDelay says otherwise. HubSpot
+	// publishes no figure: integrators report "several seconds" (e.g. the
+	// Locoia connector's notes on HubSpot search propagation); a minute
+	// leaves a wide margin and only delays the recovery of an uncertain
+	// create, which is rare.
+	DefaultSearchIndexDelay = time.Minute
+	// SearchRate is HubSpot's budget for the CRM search endpoints: 4
+	// requests a second per token (developer changelog, "CRM Search API
+	// Rate Limit Increase"), apart from the ten-second limit.
+	SearchRate = 4
 
 	// Scopes the operator needs.
 	ScopeRead  = "crm.objects.users.read"
@@ -118,6 +141,18 @@ func (Factory) New(cfg providers.Config) (providers.Client, error) {
 		idProperty: opts.IDProperty,
 		idFrom:     opts.IDValueFrom,
 		adopt:      opts.Adoption != usersv1.HubSpotAdoptNever,
+		indexDelay: DefaultSearchIndexDelay,
+		now:        cfg.Now,
+		searches:   rate.NewLimiter(SearchRate, 1),
+	}
+	if opts.SearchIndexDelay != nil {
+		if opts.SearchIndexDelay.Duration < 0 {
+			return nil, fmt.Errorf("%w: hubspot.searchIndexDelay must not be negative", providers.ErrInvalidConfig)
+		}
+		c.indexDelay = opts.SearchIndexDelay.Duration
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if c.batch <= 0 || c.batch > MaxBatch {
 		c.batch = MaxBatch

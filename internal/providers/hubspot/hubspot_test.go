@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/emulation"
@@ -270,37 +272,140 @@ func TestUpsertByNonUniquePropertyFailsWithoutBisecting(t *testing.T) {
 	}
 }
 
+// A create whose answer is lost after HubSpot made the users: the retry
+// finds them and adopts them, with batch/read by email where hs_email is
+// unique, else with search (after a refused read, once per client).
 func TestLostCreateAnswerNeverDuplicates(t *testing.T) {
-	s := newSetup(t, hsemu.Options{}, nil)
-	s.em.Inject(hsemu.EndpointCreate, hsemu.Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
+	for name, tc := range map[string]struct {
+		em              hsemu.Options
+		reads, searches int
+	}{
+		"hs_email unique: batch/read":           {em: hsemu.Options{}, reads: 2},
+		"hs_email not unique: search after 400": {em: hsemu.Options{DuplicateEmails: true}, reads: 1, searches: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newSetup(t, tc.em, nil)
+			s.em.Inject(hsemu.EndpointCreate, hsemu.Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
+			chs := creates(10)
+			res := apply(t, s.c, chs)
+			for _, ch := range chs {
+				if re := recErr(t, res[ch.ID]); re.Permanent || !re.Uncertain {
+					t.Fatalf("%s: %+v, want uncertain", ch.ID, re)
+				}
+			}
+			if n := s.em.Calls(hsemu.EndpointCreate); n != 1 {
+				t.Fatalf("a create answered 5xx was resent %d times", n-1)
+			}
+			if n := len(s.em.Users()); n != 10 {
+				t.Fatalf("%d users, want the 10 the lost call made", n)
+			}
+			// The engine resends with Retry: the client looks before creating.
+			for i := range chs {
+				chs[i].Retry = true
+			}
+			chs = append(chs, providers.Change{ID: "fresh", Op: providers.OpCreate, Retry: true, User: user(99)})
+			res = apply(t, s.c, chs)
+			checkWritten(t, s.em, chs[:10], res, providers.ActionAdopted)
+			checkWritten(t, s.em, chs[10:], res, providers.ActionCreated)
+			if n := len(s.em.Users()); n != 11 {
+				t.Fatalf("%d users after the retry, want 11: a duplicate was made", n)
+			}
+			// One lookup before the first create (adoption found nothing),
+			// one before the retry (it finds the 10 the lost call made).
+			if r, q := s.em.Calls(hsemu.EndpointRead), s.em.Calls(hsemu.EndpointSearch); r != tc.reads || q != tc.searches {
+				t.Fatalf("%d reads and %d searches, want %d and %d", r, q, tc.reads, tc.searches)
+			}
+		})
+	}
+}
+
+// clock is a settable time for the client and the emulator.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// lostCreateUnderIndexLag creates 10 users whose create answer is lost,
+// on a portal where hs_email is not unique (lookups search) and search
+// trails creates by lag; it retries them as the engine does, every 5 s
+// from the send until they are settled, with spec.hubspot.searchIndexDelay
+// delay. It returns how many users HubSpot holds then, and how many
+// retries answered AwaitingIndex.
+func lostCreateUnderIndexLag(t *testing.T, lag, delay time.Duration) (users, waits int) {
+	t.Helper()
+	clk := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	em := hsemu.New(hsemu.Options{Tokens: map[string][]string{token: DefaultScopes}, RateLimit: -1,
+		DuplicateEmails: true, SearchIndexDelay: lag, Now: clk.Now})
+	em.Start()
+	t.Cleanup(em.Close)
+	cl, err := Factory{}.New(providers.Config{Endpoint: em.URL(), Credentials: map[string][]byte{"token": []byte(token)},
+		Spec:  usersv1.ProviderSpec{HubSpot: &usersv1.HubSpotOptions{SearchIndexDelay: &metav1.Duration{Duration: delay}}},
+		Sleep: (&sleeps{}).sleep, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cl.(*Client)
+	em.Inject(hsemu.EndpointCreate, hsemu.Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
 	chs := creates(10)
-	res := apply(t, s.c, chs)
-	for _, ch := range chs {
-		if re := recErr(t, res[ch.ID]); re.Permanent || !re.Uncertain {
-			t.Fatalf("%s: %+v, want uncertain", ch.ID, re)
+	sent := clk.Now()
+	apply(t, c, chs)
+	for round := 0; round < 40 && len(chs) > 0; round++ {
+		clk.Add(5 * time.Second)
+		for i := range chs {
+			chs[i].Retry, chs[i].RetrySince = true, sent
 		}
+		res := apply(t, c, chs)
+		var again []providers.Change
+		for _, ch := range chs {
+			var re *providers.RecordError
+			switch {
+			case errors.As(res[ch.ID].Err, &re) && re.Code == providers.ReasonAwaitingIndex:
+				if !re.Uncertain || !strings.Contains(re.Message, "searchIndexDelay") {
+					t.Fatalf("%s: %+v: an index wait must stay uncertain and name searchIndexDelay", ch.ID, re)
+				}
+				waits++
+				again = append(again, ch)
+			case res[ch.ID].Err != nil:
+				t.Fatalf("%s: %v", ch.ID, res[ch.ID].Err)
+			}
+		}
+		chs = again
 	}
-	if n := s.em.Calls(hsemu.EndpointCreate); n != 1 {
-		t.Fatalf("a create answered 5xx was resent %d times", n-1)
+	if len(chs) > 0 {
+		t.Fatalf("%d users still wait for the index after 200 s", len(chs))
 	}
-	if n := len(s.em.Users()); n != 10 {
-		t.Fatalf("%d users, want the 10 the lost call made", n)
+	return len(em.Users()), waits
+}
+
+// After a create whose answer was lost, a search that finds nothing is not
+// trusted until spec.hubspot.searchIndexDelay has passed: with a delay
+// longer than the index lag no user is made twice; with a shorter one the
+// same scenario duplicates every user, which shows the wait is what
+// prevents it (the check the first case passes would fail).
+func TestLostCreateAwaitsTheSearchIndex(t *testing.T) {
+	const lag = 30 * time.Second
+	users, waits := lostCreateUnderIndexLag(t, lag, time.Minute)
+	if users != 10 {
+		t.Fatalf("%d users with searchIndexDelay 1m and an index 30 s behind, want 10: a user was created twice", users)
 	}
-	// The engine resends with Retry: the client looks before creating.
-	for i := range chs {
-		chs[i].Retry = true
+	if waits == 0 {
+		t.Fatal("no retry waited for the index")
 	}
-	chs = append(chs, providers.Change{ID: "fresh", Op: providers.OpCreate, Retry: true, User: user(99)})
-	res = apply(t, s.c, chs)
-	checkWritten(t, s.em, chs[:10], res, providers.ActionAdopted)
-	checkWritten(t, s.em, chs[10:], res, providers.ActionCreated)
-	if n := len(s.em.Users()); n != 11 {
-		t.Fatalf("%d users after the retry, want 11: a duplicate was made", n)
-	}
-	// One before the first create (adoption found nothing), one before the
-	// retry (it finds the 10 the lost call made).
-	if n := s.em.Calls(hsemu.EndpointSearch); n != 2 {
-		t.Fatalf("%d searches, want 2", n)
+	if users, _ := lostCreateUnderIndexLag(t, lag, 10*time.Second); users != 20 {
+		t.Fatalf("%d users with searchIndexDelay 10s and an index 30 s behind; the scenario should duplicate all 10 users, "+
+			"or it does not test the wait", users)
 	}
 }
 
@@ -309,7 +414,8 @@ var noAdoption = &usersv1.HubSpotOptions{Adoption: usersv1.HubSpotAdoptNever}
 
 // A portal that already holds 200 of 250 declared users (the normal case,
 // or a status that was lost): they are adopted, not created again, at
-// ⌈250/100⌉ searches + ⌈50/100⌉ creates + ⌈200/100⌉ updates.
+// ⌈250/100⌉ lookups (batch/read by email: the emulator's hs_email is
+// unique) + ⌈50/100⌉ creates + ⌈200/100⌉ updates.
 func TestAdoptsExistingUsersBeforeCreating(t *testing.T) {
 	s := newSetup(t, hsemu.Options{}, nil)
 	chs := creates(250)
@@ -329,9 +435,9 @@ func TestAdoptsExistingUsersBeforeCreating(t *testing.T) {
 	if n := len(s.em.Users()); n != 250 {
 		t.Fatalf("%d users, want 250: a user was created twice", n)
 	}
-	calls := map[string]int{"search": s.em.Calls(hsemu.EndpointSearch), "create": s.em.Calls(hsemu.EndpointCreate),
-		"update": s.em.Calls(hsemu.EndpointUpdate)}
-	if want := map[string]int{"search": 3, "create": 1, "update": 2}; !maps.Equal(calls, want) {
+	calls := map[string]int{"read": s.em.Calls(hsemu.EndpointRead), "create": s.em.Calls(hsemu.EndpointCreate),
+		"update": s.em.Calls(hsemu.EndpointUpdate), "search": s.em.Calls(hsemu.EndpointSearch)}
+	if want := map[string]int{"read": 3, "create": 1, "update": 2, "search": 0}; !maps.Equal(calls, want) {
 		t.Fatalf("calls %v, want %v", calls, want)
 	}
 }

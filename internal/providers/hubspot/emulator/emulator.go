@@ -72,6 +72,13 @@ type Options struct {
 	// bad input even when the inputs are traced, as some HubSpot batch
 	// endpoints do; clients must then find the bad inputs themselves.
 	WholeCallErrors bool
+	// SearchIndexDelay is how long a created user stays out of search
+	// results: HubSpot serves search from an index that trails writes.
+	// Batch reads by id or by a unique property are current at once.
+	SearchIndexDelay time.Duration
+	// Now tells the time of creates and of the search index; nil means
+	// time.Now. Tests move it to age the index without sleeping.
+	Now func() time.Time
 }
 
 // User is one user object.
@@ -132,6 +139,9 @@ func New(o Options) *Emulator {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = defaultMaxBatch
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if !o.DuplicateEmails && !slices.Contains(o.UniqueProperties, propEmail) {
 		o.UniqueProperties = append(slices.Clone(o.UniqueProperties), propEmail)
@@ -361,7 +371,7 @@ func (e *Emulator) batch(w http.ResponseWriter, endpoint string, req batchReques
 		e.mu.Lock()
 		for _, in := range ins {
 			if u, ok := e.users[string(in.ID)]; ok {
-				u.Archived, u.UpdatedAt = true, time.Now().UTC()
+				u.Archived, u.UpdatedAt = true, e.opts.Now().UTC()
 			}
 		}
 		e.mu.Unlock()
@@ -457,7 +467,7 @@ func (e *Emulator) batchWrite(w http.ResponseWriter, endpoint string, ins []inpu
 			for k, v := range p.props {
 				e.setProp(u, k, v)
 			}
-			u.UpdatedAt = time.Now().UTC()
+			u.UpdatedAt = e.opts.Now().UTC()
 		}
 		res := objectJSON(u, nil)
 		if endpoint == EndpointUpsert {
@@ -477,7 +487,7 @@ func (e *Emulator) batchWrite(w http.ResponseWriter, endpoint string, ins []inpu
 		status = http.StatusCreated
 	}
 	body := map[string]any{"status": "COMPLETE", "results": results,
-		"startedAt": time.Now().UTC(), "completedAt": time.Now().UTC()}
+		"startedAt": e.opts.Now().UTC(), "completedAt": e.opts.Now().UTC()}
 	if results == nil {
 		body["results"] = []any{}
 	}
@@ -559,7 +569,7 @@ func (e *Emulator) find(prop, value string) *User {
 
 func (e *Emulator) create(props map[string]string) *User {
 	e.nextID++
-	now := time.Now().UTC()
+	now := e.opts.Now().UTC()
 	u := &User{ID: strconv.Itoa(e.nextID), Properties: map[string]string{}, CreatedAt: now, UpdatedAt: now}
 	for k, v := range props {
 		e.setProp(u, k, v)
@@ -691,8 +701,9 @@ func (e *Emulator) search(w http.ResponseWriter, req searchRequest) {
 			candidates = func() []*User { return e.byEmailIn([]string{f.Value}) }
 		}
 	}
+	indexed := e.opts.Now().Add(-e.opts.SearchIndexDelay)
 	for _, u := range candidates() {
-		if u.Archived {
+		if u.Archived || u.CreatedAt.After(indexed) {
 			continue
 		}
 		ok := len(req.FilterGroups) == 0
