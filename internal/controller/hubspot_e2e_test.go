@@ -136,17 +136,17 @@ var _ = Describe("HubSpot end to end", func() {
 	})
 
 	// lostCreatesUnderIndexLag loses the answer of the first batch/create of
-	// 30 users on a portal whose emails are not unique (lookups search) and
+	// 30 users (madeThem: after HubSpot made them) on a portal whose emails are not unique (lookups search) and
 	// whose search index trails creates by 4 s, twice the retry backoff's
 	// longest step, with spec.hubspot.searchIndexDelay delay. It waits until
 	// the UserSync is Ready and returns how many users HubSpot holds and
 	// whether a record was seen waiting for the index.
-	lostCreatesUnderIndexLag := func(delay time.Duration) (held int, waited bool) {
+	lostCreatesUnderIndexLag := func(delay time.Duration, madeThem bool) (held int, waited bool) {
 		em := hubspotProvider(ns, "hs", hsemu.Options{DuplicateEmails: true, SearchIndexDelay: 4 * time.Second},
 			func(s *usersv1.ProviderSpec) {
 				s.HubSpot = &usersv1.HubSpotOptions{SearchIndexDelay: &metav1.Duration{Duration: delay}}
 			})
-		em.Inject(hsemu.EndpointCreate, hsemu.Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: true})
+		em.Inject(hsemu.EndpointCreate, hsemu.Fault{Status: http.StatusGatewayTimeout, Count: 1, AfterApply: madeThem})
 		newSync(ns, "team", users(30, "u"), ref("hs"))
 		Eventually(func() string {
 			for _, r := range getSync(ns, "team").Status.Results {
@@ -165,7 +165,7 @@ var _ = Describe("HubSpot end to end", func() {
 	}
 
 	It("never trusts a search that may lag: lost creates wait for the index, then are adopted, none made twice", func() {
-		n, waited := lostCreatesUnderIndexLag(8 * time.Second)
+		n, waited := lostCreatesUnderIndexLag(8*time.Second, true)
 		Expect(waited).To(BeTrue(), "no record waited for the index")
 		Expect(n).To(Equal(30), "a user was created twice")
 		ids := map[string]bool{}
@@ -177,8 +177,19 @@ var _ = Describe("HubSpot end to end", func() {
 		Eventually(func() []usersv1.CreateIntent { return providerStatus(ns, "hs").CreatesInFlight }, 10*time.Second).Should(BeEmpty())
 	})
 
+	It("creates the users of a lost create that made nothing once searchIndexDelay has passed, and only then", func() {
+		start := time.Now()
+		n, waited := lostCreatesUnderIndexLag(3*time.Second, false)
+		Expect(waited).To(BeTrue(), "no record waited for the index")
+		Expect(n).To(Equal(30))
+		Expect(time.Since(start)).To(BeNumerically(">=", 3*time.Second), "created before the delay had passed")
+		for _, r := range getSync(ns, "team").Status.Results {
+			Expect(r.Action).To(Equal("Created"), r.Key)
+		}
+	})
+
 	It("duplicates lost creates when searchIndexDelay is shorter than the index lag (the test above tests the wait)", func() {
-		n, _ := lostCreatesUnderIndexLag(time.Second)
+		n, _ := lostCreatesUnderIndexLag(time.Second, true)
 		Expect(n).To(Equal(60), "with a delay shorter than the lag the lookups find nothing and every user is created again")
 	})
 

@@ -34,8 +34,9 @@ import (
 //
 // An intent lives as long as its UserSync has records whose create is
 // uncertain (Pending, action Create, no external id): at the end of a loop
-// it is cleared for the others, and for those that sent creates its time
-// moves to the end of the loop, after every send. An intent this process
+// it is cleared for the others, and for those whose creates this loop may
+// have sent without learning the outcome its time moves to the end of the
+// loop, after every send (not for a lookup that only waited for the index). An intent this process
 // did not write (a crash, a new leader) counts from when this process first
 // saw it, which is after the writer stopped: a restart never shortens the
 // wait.
@@ -147,11 +148,25 @@ func (r *ProviderReconciler) settleInFlight(l *loop, outcomes []planner.Outcome)
 			delete(l.inFlight, uid)
 			continue
 		}
-		if l.sentCreates[uid] {
+		if l.sentCreates[uid] && sentUncertain(outcomes[si].Records, l.now) {
 			l.inFlight[uid] = now
 		}
 	}
 	return l.intentList()
+}
+
+// sentUncertain reports whether this loop (attempts at now) left a record
+// whose create it may have sent uncertain. A record that waited for the
+// vendor's index was only looked up: its wait keeps counting from the
+// intent's time, or it would never end.
+func sentUncertain(recs map[string]planner.Record, now time.Time) bool {
+	for _, rec := range recs {
+		if rec.ExternalID == "" && rec.State == planner.StatePending && rec.Action == string(providers.OpCreate) &&
+			rec.LastAttempt.Equal(now) && rec.Reason != providers.ReasonAwaitingIndex {
+			return true
+		}
+	}
+	return false
 }
 
 // failedLoop is called when a loop ends with an error: whatever it sent was

@@ -68,6 +68,11 @@ func userList(prefix string, n int) []usersv1.User {
 // that accepts duplicate emails (so only the operator can prevent them),
 // and the UserSyncs.
 func setup(em *hsemu.Emulator, syncs, perSync int) (string, map[string]usersv1.User) {
+	return setupWith(em, syncs, perSync, nil)
+}
+
+// setupWith is setup with the provider's HubSpot options.
+func setupWith(em *hsemu.Emulator, syncs, perSync int, hs *usersv1.HubSpotOptions) (string, map[string]usersv1.User) {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "crash-"}}
 	Expect(k8s.Create(ctx, ns)).To(Succeed())
@@ -77,6 +82,7 @@ func setup(em *hsemu.Emulator, syncs, perSync int) (string, map[string]usersv1.U
 		Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: em.URL(), AllowInsecureHTTP: true,
 			BatchSize:      ptr.To(int32(50)),
 			CredentialsRef: usersv1.SecretKeyReference{Name: "hs", Key: "token"},
+			HubSpot:        hs,
 			RateLimit:      &usersv1.RateLimit{Requests: 1000, Period: metav1.Duration{Duration: time.Second}}}})).To(Succeed())
 	want := map[string]usersv1.User{}
 	for s := range syncs {
@@ -169,6 +175,48 @@ var _ = Describe("The operator killed mid-sync", func() {
 		verifyExactlyOnce(em, ns, want)
 		GinkgoWriter.Printf("creates sent: %d calls, %d searches (lookups after uncertain creates)\n",
 			em.Calls(hsemu.EndpointCreate), em.Calls(hsemu.EndpointSearch))
+	})
+
+	It("creates every user exactly once when HubSpot's search trails creates and the operator is SIGKILLed", func() {
+		// Lookups search (emails are not unique), and search shows a user
+		// only 3 s after its create: a restart must not trust a search
+		// that finds nothing before searchIndexDelay (5 s) has passed
+		// since the creates a killed operator may have sent.
+		em := hsemu.New(hsemu.Options{Tokens: map[string][]string{token: hubspot.DefaultScopes},
+			RateLimit: -1, Latency: 40 * time.Millisecond, DuplicateEmails: true, SearchIndexDelay: 3 * time.Second})
+		em.Start()
+		defer em.Close()
+		ns, want := setupWith(em, 2, 400, &usersv1.HubSpotOptions{SearchIndexDelay: &metav1.Duration{Duration: 5 * time.Second}})
+		log := filepath.Join(GinkgoT().TempDir(), "operator.log")
+
+		const kills = 5
+		rng := rand.New(rand.NewPCG(uint64(GinkgoRandomSeed()), 11))
+		for i := range kills {
+			op := startOperator(log)
+			time.Sleep(time.Duration(1500+rng.IntN(2500)) * time.Millisecond)
+			op.kill()
+			GinkgoWriter.Printf("kill %d: %d users at the vendor, %d UserSyncs ready\n", i+1, len(em.Users()), allReady(ns)())
+		}
+		op := startOperator(log)
+		defer op.kill()
+		Eventually(allReady(ns), 120*time.Second, time.Second).Should(Equal(2), func() string {
+			var list usersv1.UserSyncList
+			Expect(k8s.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+			reasons := map[string]int{}
+			msg := ""
+			for _, us := range list.Items {
+				for _, r := range us.Status.Results {
+					reasons[string(r.State)+"/"+r.Reason+"/"+r.Action]++
+					msg = r.Message
+				}
+			}
+			p := &usersv1.UserProvider{}
+			Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "hs"}, p)).To(Succeed())
+			return fmt.Sprintf("records %v (last message %q); intents %v; %d users, %d searches", reasons, msg,
+				p.Status.CreatesInFlight, len(em.Users()), em.Calls(hsemu.EndpointSearch))
+		})
+		verifyExactlyOnce(em, ns, want)
+		GinkgoWriter.Printf("creates sent: %d calls, %d searches\n", em.Calls(hsemu.EndpointCreate), em.Calls(hsemu.EndpointSearch))
 	})
 
 	It("converges without duplicates when the API server goes away and comes back mid-sync", func() {
