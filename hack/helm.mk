@@ -34,9 +34,9 @@ helm-crds: ## Copy the generated CRDs (config/crd/bases) into the chart's crds/.
 .PHONY: helm-lint
 helm-lint: $(HELM) ## helm lint --strict the operator chart and the example charts.
 	$(HELM) lint --strict $(HELM_OPERATOR_CHART)
-	$(HELM) lint --strict $(HELM_OPERATOR_CHART) --set watchNamespaces='{team-a,team-b}' --set serviceMonitor.enabled=true
+	$(HELM) lint --strict $(HELM_OPERATOR_CHART) --set watchNamespaces='{team-a,team-b}' --set serviceMonitor.enabled=true --set monitoring.grafanaDashboard.enabled=true --set monitoring.prometheusRule.enabled=true
 	@for c in $(HELM_EXAMPLE_CHARTS); do echo $(HELM) lint --strict $$c; $(HELM) lint --strict $$c || exit 1; done
 
 .PHONY: helm-test
 helm-test: helm-lint ## Lint the charts and run their render tests (test/chart).
-	HELM=$(HELM) go test ./test/chart/... -count=1
+	HELM=$(HELM) go test ./test/chart/... ./test/monitoring/... ./test/chartrbac/... -count=1

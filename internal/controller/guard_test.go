@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,6 +33,8 @@ var _ = Describe("Mass-deletion guard", func() {
 		Expect(deg.Message).To(ContainSubstring("45 of 60 users would be deleted at once"))
 		Expect(deg.Message).To(ContainSubstring("kubectl annotate usersync -n " + ns + " team " + usersv1.AnnotationApproveDeletions + "="))
 		Expect(resultOf(us, "UserProvider/hs", "u40").Reason).To(Equal(usersv1.ReasonDeletionHeld))
+		Expect(testutil.ToFloat64(deletionsHeld.WithLabelValues("UserProvider/"+ns+"/hs"))).To(Equal(45.0),
+			"usersync_deletions_held counts the held deletions")
 		Consistently(func() int { return em.Calls(hsemu.EndpointArchive) }, 3*time.Second).Should(BeZero())
 		Expect(em.Users()).To(HaveLen(60))
 		Eventually(func() bool {

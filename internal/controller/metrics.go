@@ -46,6 +46,14 @@ var (
 		Help:    "Duration of one provider sync loop, vendor calls included.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 	}, []string{"provider"})
+	providerReadyGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "usersync_provider_ready",
+		Help: "1 when the provider's Ready condition is True (its credentials and configuration work), else 0.",
+	}, []string{"provider"})
+	deletionsHeld = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "usersync_deletions_held",
+		Help: "Deletions the mass-deletion guard holds until their UserSync approves them.",
+	}, []string{"provider"})
 	recordWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersync_record_writes_total",
 		Help: "Records sent to vendors, by provider, operation and outcome (ok, failed, retry).",
@@ -54,7 +62,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(vendorRequests, vendorRequestDuration, vendorBatchRecords, rateLimitWait,
-		records, loopDuration, recordWrites)
+		records, loopDuration, recordWrites, providerReadyGauge, deletionsHeld)
 }
 
 // metricLabels names a provider in the metrics.
@@ -99,8 +107,10 @@ func normalizePath(p string) string {
 	return strings.Join(segs, "/")
 }
 
-// setRecordGauges publishes a provider's records by state.
-func setRecordGauges(provider string, synced, pending, failed, deleting int) {
+// setRecordGauges publishes a provider's records by state, and the
+// deletions held of the deleting ones.
+func setRecordGauges(provider string, synced, pending, failed, deleting, held int) {
+	deletionsHeld.WithLabelValues(provider).Set(float64(held))
 	records.WithLabelValues(provider, "Synced").Set(float64(synced))
 	records.WithLabelValues(provider, "Pending").Set(float64(pending))
 	records.WithLabelValues(provider, "Failed").Set(float64(failed))
@@ -110,7 +120,8 @@ func setRecordGauges(provider string, synced, pending, failed, deleting int) {
 // forgetProviderMetrics drops the series of a provider that is gone.
 func forgetProviderMetrics(provider string) {
 	for _, v := range []*prometheus.MetricVec{vendorRequests.MetricVec, vendorRequestDuration.MetricVec,
-		vendorBatchRecords.MetricVec, rateLimitWait.MetricVec, records.MetricVec, loopDuration.MetricVec, recordWrites.MetricVec} {
+		vendorBatchRecords.MetricVec, rateLimitWait.MetricVec, records.MetricVec, loopDuration.MetricVec, recordWrites.MetricVec,
+		providerReadyGauge.MetricVec, deletionsHeld.MetricVec} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": provider})
 	}
 }

@@ -64,8 +64,8 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	st := p.status.DeepCopy()
 	st.ObservedGeneration = p.obj.GetGeneration()
 	st.CreatesInFlight = intents
-	deleting := countProviderRecords(st, l, outcomes)
-	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting)
+	deleting, held := countProviderRecords(st, l, outcomes)
+	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting, held)
 	r.setProviderConditions(l, st, stats)
 
 	if equality.Semantic.DeepEqual(st, p.status) {
@@ -84,8 +84,8 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 
 // countProviderRecords sets the provider's counters from the loop's records
 // of the UserSyncs it serves, and returns how many of the pending ones are
-// deletions.
-func countProviderRecords(st *usersv1.ProviderStatus, l *loop, outcomes []planner.Outcome) (deleting int) {
+// deletions, and how many of those the deletion guard holds.
+func countProviderRecords(st *usersv1.ProviderStatus, l *loop, outcomes []planner.Outcome) (deleting, held int) {
 	st.UserSyncs, st.Users, st.Synced, st.Pending, st.Failed = 0, 0, 0, 0, 0
 	for si, v := range l.syncs {
 		if v.refusedReason != "" {
@@ -98,8 +98,9 @@ func countProviderRecords(st *usersv1.ProviderStatus, l *loop, outcomes []planne
 		st.Failed += int32(t.failed)
 		st.Pending += int32(t.pending + t.deleting)
 		deleting += t.deleting
+		held += t.held
 	}
-	return deleting
+	return deleting, held
 }
 
 // setProviderConditions sets Ready (with an event when it turns to a new
@@ -116,6 +117,11 @@ func (r *ProviderReconciler) setProviderConditions(l *loop, st *usersv1.Provider
 		r.Recorder.Eventf(p.obj, nil, corev1.EventTypeWarning, l.notReady.Reason, "Sync", "%s", l.notReady.Message)
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
+	up := 0.0
+	if ready.Status == metav1.ConditionTrue {
+		up = 1
+	}
+	providerReadyGauge.WithLabelValues(l.key.index()).Set(up)
 
 	limited := metav1.Condition{Type: usersv1.ConditionRateLimited, Status: metav1.ConditionFalse, ObservedGeneration: gen,
 		Reason: usersv1.ReasonNotRateLimited, Message: "the vendor did not throttle the last sync"}

@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -33,10 +34,12 @@ var _ = Describe("Secrets", func() {
 		// Refused credentials first: the paths that report errors.
 		Eventually(providerReady(ns, "hs"), 20*time.Second).Should(Equal("False/Unauthorized"))
 		Eventually(providerReady(ns, "propel"), 20*time.Second).Should(Equal("False/Unauthorized"))
+		Expect(testutil.ToFloat64(providerReadyGauge.WithLabelValues("UserProvider/"+ns+"/hs"))).To(BeZero(), "usersync_provider_ready")
 		// Then a full sync with the right ones, and a token refresh.
 		setSecret(ns, "hs-token", "token", hubspotToken)
 		setSecret(ns, "propel-oauth", "clientSecret", propelClientSecret)
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
+		Expect(testutil.ToFloat64(providerReadyGauge.WithLabelValues("UserProvider/"+ns+"/hs"))).To(Equal(1.0), "usersync_provider_ready")
 		pe.ExpireTokens()
 		updateSync(ns, "team", func(us *usersv1.UserSync) { us.Spec.Users[0].FirstName = "Changed" })
 		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
