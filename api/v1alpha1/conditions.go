@@ -17,6 +17,28 @@ const (
 	// twice without making two users. False says what is at stake and how to
 	// make it so (HubSpot: a unique idProperty).
 	ConditionIdempotent = "Idempotent"
+	// ConditionDrifted: UserSync, records were found different at the vendor
+	// and left so (driftPolicy Report).
+	ConditionDrifted = "Drifted"
+	// ConditionVerifying: provider, whether drift detection can read users
+	// back (False when the vendor refuses reads, or it is off).
+	ConditionVerifying = "Verifying"
+)
+
+// Drift reasons and actions.
+const (
+	// ReasonDrifted: a record found changed at the vendor, to be rewritten.
+	ReasonDrifted = "Drifted"
+	// ReasonMissing: the vendor says the user no longer exists.
+	ReasonMissing = "Missing"
+	// ReasonChanged: under Report, the vendor holds other values.
+	ReasonChanged = "Changed"
+	// ReasonNoDrift: the Drifted condition is False.
+	ReasonNoDrift = "NoDrift"
+	// ActionCorrected and ActionRecreated: the record was rewritten after
+	// drift, or created again after the vendor lost the user.
+	ActionCorrected = "Corrected"
+	ActionRecreated = "Recreated"
 )
 
 // Condition and record reasons.

@@ -69,6 +69,31 @@ type ProviderSpec struct {
 	// propel holds the Propel options.
 	// +optional
 	Propel *PropelOptions `json:"propel,omitempty"`
+
+	// driftDetection reads the users back from the vendor on a schedule and
+	// compares them with what was written, so that a user edited or deleted
+	// behind the operator's back is found (what happens then is each
+	// UserSync's driftPolicy). Defaults: every 1h, within 20% of rateLimit
+	// while writes are pending.
+	// +optional
+	DriftDetection *DriftDetection `json:"driftDetection,omitempty"`
+}
+
+// DriftDetection configures how a provider verifies its users.
+type DriftDetection struct {
+	// interval between two verifications of every user; 0s disables reads.
+	// +optional
+	// +kubebuilder:default="1h"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// maxReadShare is the percentage of spec.rateLimit that verification
+	// reads may use while writes are pending (default 20); reads never delay
+	// a pending write by more than one call slot.
+	// +optional
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxReadShare *int32 `json:"maxReadShare,omitempty"`
 }
 
 // SecretKeyReference selects one key of a Secret.
@@ -230,6 +255,18 @@ type ProviderStatus struct {
 	// lastSyncTime is when the last sync loop of this provider ended.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+
+	// lastVerifiedTime is when drift detection last finished reading every
+	// user of this provider back from the vendor.
+	// +optional
+	LastVerifiedTime *metav1.Time `json:"lastVerifiedTime,omitempty"`
+
+	// orphans counts the users the vendor holds that carry this provider's
+	// identity (HubSpot: an idProperty value; Propel: its source) and that
+	// no UserSync declares. Reported, never deleted. Absent when the vendor
+	// cannot tell.
+	// +optional
+	Orphans *int32 `json:"orphans,omitempty"`
 
 	// createsInFlight lists the UserSyncs whose creates a sync loop is
 	// sending, with when it began: it is written before the vendor calls and

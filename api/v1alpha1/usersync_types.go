@@ -153,10 +153,34 @@ type UserSyncSpec struct {
 	// is pending.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// driftPolicy says what happens when a provider's drift detection
+	// (spec.driftDetection of the provider) finds a user changed or deleted
+	// at the vendor behind the operator's back. Correct (default): the
+	// record goes Pending (reason Drifted or Missing) and is written again
+	// (re-created when missing), then is Synced with action Corrected or
+	// Recreated. Report: the record becomes Drifted (reason Changed or
+	// Missing) with a message naming the fields that differ, and nothing is
+	// written. Ignore: this UserSync's users are not read.
+	// +optional
+	// +kubebuilder:default=Correct
+	DriftPolicy DriftPolicy `json:"driftPolicy,omitempty"`
 }
 
+// DriftPolicy says what a UserSync does with users found different at the
+// vendor.
+// +kubebuilder:validation:Enum=Correct;Report;Ignore
+type DriftPolicy string
+
+// Values of UserSyncSpec.DriftPolicy.
+const (
+	DriftCorrect DriftPolicy = "Correct"
+	DriftReport  DriftPolicy = "Report"
+	DriftIgnore  DriftPolicy = "Ignore"
+)
+
 // RecordState is the state of one (provider, user) record.
-// +kubebuilder:validation:Enum=Synced;Pending;Failed;Deleting
+// +kubebuilder:validation:Enum=Synced;Pending;Failed;Deleting;Drifted
 type RecordState string
 
 const (
@@ -169,6 +193,11 @@ const (
 	StateFailed RecordState = "Failed"
 	// StateDeleting: the user left the spec and is being deleted at the vendor.
 	StateDeleting RecordState = "Deleting"
+	// StateDrifted: under driftPolicy Report, the vendor was found to hold
+	// something else than what was written (reason Changed, the message
+	// names the fields) or no user at all (reason Missing). Nothing is
+	// written until the spec changes or the policy becomes Correct.
+	StateDrifted RecordState = "Drifted"
 )
 
 // RecordResult is the result of one user at one provider.
@@ -186,7 +215,7 @@ type RecordResult struct {
 	// state of the record.
 	State RecordState `json:"state"`
 	// action is the last action taken: Create, Update, Delete (asked), or
-	// Created, Updated, Adopted, Deleted (done).
+	// Created, Updated, Adopted, Deleted, Corrected, Recreated (done).
 	// +optional
 	// +kubebuilder:validation:MaxLength=16
 	Action string `json:"action,omitempty"`
@@ -232,6 +261,11 @@ type Summary struct {
 	// +optional
 	// +kubebuilder:default=0
 	Failed int32 `json:"failed,omitempty"`
+	// drifted counts the records found different at the vendor and left
+	// so (driftPolicy Report).
+	// +optional
+	// +kubebuilder:default=0
+	Drifted int32 `json:"drifted,omitempty"`
 }
 
 // ProviderSyncStatus is how one provider of providerRefs serves the UserSync.
@@ -255,6 +289,10 @@ type ProviderSyncStatus struct {
 	// lastSyncTime is when this provider's loop last processed the UserSync.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// lastVerifiedTime is when the provider's drift detection last read this
+	// UserSync's users back from the vendor and compared them.
+	// +optional
+	LastVerifiedTime *metav1.Time `json:"lastVerifiedTime,omitempty"`
 }
 
 // UserSyncStatus is the observed state of a UserSync.
@@ -265,7 +303,8 @@ type UserSyncStatus struct {
 
 	// conditions: Ready (every record of the current generation Synced),
 	// Progressing (writes pending), Degraded (records failed, or a provider
-	// unusable), Suspended.
+	// unusable), Suspended, Drifted (records found different at the vendor
+	// under driftPolicy Report).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
