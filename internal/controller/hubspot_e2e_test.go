@@ -174,7 +174,7 @@ var _ = Describe("HubSpot end to end", func() {
 			ids[r.ExternalID] = true
 		}
 		Expect(ids).To(HaveLen(30))
-		Eventually(func() []usersv1.CreateIntent { return providerStatus(ns, "hs").CreatesInFlight }, 10*time.Second).Should(BeEmpty())
+		Eventually(func() []usersv1.CreateIntent { return providerStatus(ns).CreatesInFlight }, 10*time.Second).Should(BeEmpty())
 	})
 
 	It("creates the users of a lost create that made nothing once searchIndexDelay has passed, and only then", func() {

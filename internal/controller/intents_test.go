@@ -52,9 +52,10 @@ func denyStatusWrites() (lift func()) {
 	return lift
 }
 
-func providerStatus(ns, name string) usersv1.ProviderStatus {
+// providerStatus is the status of the UserProvider "hs" of ns.
+func providerStatus(ns string) usersv1.ProviderStatus {
 	p := &usersv1.UserProvider{}
-	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p)).To(Succeed())
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hs"}, p)).To(Succeed())
 	return p.Status
 }
 
@@ -77,7 +78,7 @@ var _ = Describe("Create intents", func() {
 		us := newSync(ns, "team", users(30, "u"), ref("hs"))
 		// The creates are sent; their results cannot be stored.
 		Eventually(func() int { return len(em.Users()) }, 20*time.Second).Should(Equal(30))
-		Expect(providerStatus(ns, "hs").CreatesInFlight).To(ContainElement(HaveField("UID", string(us.UID))))
+		Expect(providerStatus(ns).CreatesInFlight).To(ContainElement(HaveField("UID", string(us.UID))))
 		// The loop retries: it looks the users up and never creates them again.
 		Eventually(func() int { return em.Calls(hsemu.EndpointSearch) }, 20*time.Second).Should(BeNumerically(">=", 1))
 		Expect(em.Users()).To(HaveLen(30))
@@ -94,7 +95,7 @@ var _ = Describe("Create intents", func() {
 		Expect(ids).To(HaveLen(30))
 		Expect(em.Users()).To(HaveLen(30), "no user was created twice")
 		Expect(em.Calls(hsemu.EndpointCreate)).To(Equal(1))
-		Eventually(func() []usersv1.CreateIntent { return providerStatus(ns, "hs").CreatesInFlight }, 10*time.Second).Should(BeEmpty())
+		Eventually(func() []usersv1.CreateIntent { return providerStatus(ns).CreatesInFlight }, 10*time.Second).Should(BeEmpty())
 		// Under Orphan (the default) a UserSync carries no finalizer.
 		Expect(got.Finalizers).To(BeEmpty())
 	})

@@ -54,6 +54,10 @@ var (
 		Name: "usersync_deletions_held",
 		Help: "Deletions the mass-deletion guard holds until their UserSync approves them.",
 	}, []string{"provider"})
+	driftRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "usersync_drift_records_total",
+		Help: "Records drift detection found different at the vendor (kind changed or missing), and records rewritten after it (corrected).",
+	}, []string{"provider", "kind"})
 	recordWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersync_record_writes_total",
 		Help: "Records sent to vendors, by provider, operation and outcome (ok, failed, retry).",
@@ -62,7 +66,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(vendorRequests, vendorRequestDuration, vendorBatchRecords, rateLimitWait,
-		records, loopDuration, recordWrites, providerReadyGauge, deletionsHeld)
+		records, loopDuration, recordWrites, providerReadyGauge, deletionsHeld, driftRecords)
 }
 
 // metricLabels names a provider in the metrics.
@@ -111,6 +115,11 @@ func normalizePath(p string) string {
 // deletions held of the deleting ones.
 func setRecordGauges(provider string, synced, pending, failed, deleting, held int) {
 	deletionsHeld.WithLabelValues(provider).Set(float64(held))
+	// The drift counters exist from the first loop on, at 0, so that a
+	// rate over them is defined before any drift.
+	for _, kind := range []string{"changed", "missing", "corrected"} {
+		driftRecords.WithLabelValues(provider, kind)
+	}
 	records.WithLabelValues(provider, "Synced").Set(float64(synced))
 	records.WithLabelValues(provider, "Pending").Set(float64(pending))
 	records.WithLabelValues(provider, "Failed").Set(float64(failed))
@@ -121,7 +130,7 @@ func setRecordGauges(provider string, synced, pending, failed, deleting, held in
 func forgetProviderMetrics(provider string) {
 	for _, v := range []*prometheus.MetricVec{vendorRequests.MetricVec, vendorRequestDuration.MetricVec,
 		vendorBatchRecords.MetricVec, rateLimitWait.MetricVec, records.MetricVec, loopDuration.MetricVec, recordWrites.MetricVec,
-		providerReadyGauge.MetricVec, deletionsHeld.MetricVec} {
+		providerReadyGauge.MetricVec, deletionsHeld.MetricVec, driftRecords.MetricVec} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": provider})
 	}
 }

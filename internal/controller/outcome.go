@@ -38,7 +38,7 @@ func (l *loop) holdOf(v *syncView) *planner.Hold {
 
 // tally counts one provider's records of a UserSync by state.
 type tally struct {
-	synced, pending, failed, deleting int
+	synced, pending, failed, deleting, drifted int
 	// held counts the deletions waiting for approval (of deleting), and
 	// heldMessage is one of their messages, which names the token.
 	held        int
@@ -57,6 +57,8 @@ func tallyOf(recs map[string]planner.Record) tally {
 			t.pending++
 		case planner.StateFailed:
 			t.failed++
+		case planner.StateDrifted:
+			t.drifted++
 		case planner.StateDeleting:
 			t.deleting++
 			if rec.Reason == planner.ReasonDeletionHeld {
@@ -90,6 +92,8 @@ func (l *loop) classify(e *usersv1.ProviderSyncStatus, v *syncView, t tally, mis
 			"set spec.deletionPolicy: Orphan to release them without deleting", t.deleting, t.deleteError), maxConditionMessage)
 	case t.failed > 0:
 		e.Reason, e.Message = usersv1.ReasonFailed, fmt.Sprintf("%d records failed", t.failed)
+	case t.drifted > 0:
+		e.Reason, e.Message = usersv1.ConditionDrifted, fmt.Sprintf("%d users differ at the vendor (driftPolicy Report)", t.drifted)
 	case t.pending+missing > 0:
 		e.Reason, e.Message = usersv1.ReasonPending, fmt.Sprintf("%d records pending", t.pending+missing)
 	default:

@@ -64,6 +64,11 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	st := p.status.DeepCopy()
 	st.ObservedGeneration = p.obj.GetGeneration()
 	st.CreatesInFlight = intents
+	if !l.verifiedAt.IsZero() {
+		t := metav1.NewTime(l.verifiedAt)
+		st.LastVerifiedTime = &t
+		r.verified.set(l.key.index(), l.verifiedAt)
+	}
 	deleting, held := countProviderRecords(st, l, outcomes)
 	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting, held)
 	r.setProviderConditions(l, st, stats)
@@ -135,6 +140,7 @@ func (r *ProviderReconciler) setProviderConditions(l *loop, st *usersv1.Provider
 	}
 	meta.SetStatusCondition(&st.Conditions, limited)
 	setIdempotent(l, st)
+	setVerifying(l, st)
 }
 
 // setIdempotent sets the Idempotent condition from what the vendor client

@@ -58,8 +58,8 @@ var _ = Describe("A UserSync applied again after its status was lost", func() {
 			return ref("propel"), func() int { return len(em.Users()) }
 		}),
 		Entry("user.com: update_or_create by custom_id", func(ns string) (usersv1.ProviderRef, func() int) {
-			em := usercomProvider(ns, "uc", ucemu.Options{Attributes: map[string]string{"team": ucemu.TypeString}}, 100)
-			return ref("uc"), func() int { return len(em.Users()) }
+			em := usercomProvider(ns, "usercom", ucemu.Options{Attributes: map[string]string{"team": ucemu.TypeString}}, 50)
+			return ref("usercom"), func() int { return len(em.Users()) }
 		}),
 	)
 })

@@ -72,6 +72,8 @@ type ProviderReconciler struct {
 	desired  desiredCache
 	inFlight inFlight
 	idle     idleLoops
+	verified verifiedTimes
+	changed  changedKeys
 }
 
 // desiredCache keeps, per provider, each UserSync's users hashed and given
@@ -132,6 +134,12 @@ type loop struct {
 	// inflight.go); sentCreates: those this loop sends creates for.
 	inFlight    map[types.UID]time.Time
 	sentCreates map[types.UID]bool
+	// verifyDue: a drift detection pass is due (drift.go); nextVerify: when
+	// the next one is; verifiedAt: when this loop finished one.
+	verifyDue      bool
+	nextVerify     time.Time
+	verifiedAt     time.Time
+	verifiedBefore time.Time
 	// wrote counts the API writes the loop made.
 	wrote atomic.Int32
 }
@@ -161,6 +169,7 @@ type syncView struct {
 // every record's result and the provider's status.
 func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Request) (result reconcile.Result, err error) {
 	l := &loop{key: keyFromRequest(req), now: r.Clock.Now().Truncate(time.Second)}
+	r.changed.clear(l.key)
 	start := time.Now()
 	defer func() { loopDuration.WithLabelValues(l.key.index()).Observe(time.Since(start).Seconds()) }()
 	if done, err := r.load(ctx, l); done || err != nil {
@@ -169,8 +178,12 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	r.verify(ctx, l)
 	r.loadInFlight(l)
 	inputs := l.inputs()
-	if skip, nextRetry := r.idle.skip(l, inputs); skip {
-		return r.requeue(l, nextRetry), nil
+	// A verification comes due by the clock, whatever the inputs.
+	if l.provider != nil {
+		l.verifyDue, l.nextVerify = r.verifyDue(l)
+	}
+	if skip, wake := r.idle.skip(l, inputs); skip && !l.verifyDue {
+		return r.requeue(l, wake), nil
 	}
 	if err := r.reconcileFinalizers(ctx, l); err != nil {
 		return result, err
@@ -181,6 +194,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return result, err
 	}
 	countWrites(l.key.index(), plan, outcomes)
+	countCorrected(l.key.index(), plan, outcomes)
 	var stats transportStats
 	if l.tr != nil {
 		stats = l.tr.take()
@@ -192,9 +206,12 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err := r.writeProviderStatus(ctx, l, outcomes, stats); err != nil {
 		return result, err
 	}
-	nextRetry := planner.NextRetry(outcomes, r.Backoff)
-	r.idle.done(l, inputs, l.settled(len(plan.Changes)), nextRetry)
-	return r.requeue(l, nextRetry), nil
+	wake := planner.NextRetry(outcomes, r.Backoff)
+	if next := l.verifyNext(); !next.IsZero() && (wake.IsZero() || next.Before(wake)) {
+		wake = next
+	}
+	r.idle.done(l, inputs, l.settled(len(plan.Changes)), wake)
+	return r.requeue(l, wake), nil
 }
 
 // load reads the provider, the UserSyncs that name it and the vendor client
@@ -230,6 +247,17 @@ func (r *ProviderReconciler) load(ctx context.Context, l *loop) (done bool, err 
 // folds the vendor's results into each UserSync's records.
 func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input, planner.Plan, []planner.Outcome, error) {
 	in, plan := r.plan(l)
+	if l.verifyDue && len(plan.Changes) == 0 && l.notReady == nil {
+		// Nothing to write: read the users back (drift.go).
+		t, complete := r.verifyPass(ctx, l, &in)
+		if complete {
+			l.verifiedAt = r.Clock.Now()
+		}
+		if t.changed+t.missing > 0 {
+			r.reportDrift(l, in, t)
+			plan = planner.Compute(in)
+		}
+	}
 	if err := r.recordCreates(ctx, l, plan); err != nil {
 		return in, plan, nil, err
 	}
@@ -310,6 +338,7 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			Delete:  us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete,
 			Removed: !v.listed || !us.DeletionTimestamp.IsZero(),
 		}
+		s.DriftPolicy = string(us.Spec.DriftPolicy)
 		s.CreatesSince, s.CreatesUncertain = l.inFlight[us.UID]
 		if !s.CreatesUncertain && uncertainCreates(s.Records) {
 			// The records say a create may have been sent, and no intent

@@ -39,7 +39,7 @@ func (r *ProviderReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		Watches(&usersv1.UserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
 		Watches(&usersv1.ClusterUserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
 		// An annotation may approve a held mass deletion.
-		Watches(&usersv1.UserSync{}, handler.EnqueueRequestsFromMapFunc(mapSyncToProviders),
+		Watches(&usersv1.UserSync{}, handler.EnqueueRequestsFromMapFunc(r.mapSyncToProviders),
 			builder.WithPredicates(predicate.Or(specOrDeletion, predicate.AnnotationChangedPredicate{}))).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.mapSecretToProviders)).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespaceToProviders),
@@ -54,7 +54,9 @@ func deletionChanged() predicate.Funcs {
 	}}
 }
 
-func mapSyncToProviders(_ context.Context, obj client.Object) []reconcile.Request {
+// mapSyncToProviders queues the providers a UserSync names, and marks them
+// changed so that a drift detection pass under way yields to the write.
+func (r *ProviderReconciler) mapSyncToProviders(_ context.Context, obj client.Object) []reconcile.Request {
 	us, ok := obj.(*usersv1.UserSync)
 	if !ok {
 		return nil
@@ -62,6 +64,7 @@ func mapSyncToProviders(_ context.Context, obj client.Object) []reconcile.Reques
 	keys := providerKeysOf(us)
 	out := make([]reconcile.Request, len(keys))
 	for i, k := range keys {
+		r.changed.mark(k)
 		out[i] = k.request()
 	}
 	return out

@@ -33,8 +33,9 @@ type recordCounts struct {
 	// longer declared, of providers no longer listed, or of a deleted
 	// UserSync.
 	leftover int32
-	// firstFailure is a failed record of the current spec, if any.
-	firstFailure *usersv1.RecordResult
+	// firstFailure is a failed record of the current spec, if any;
+	// firstDrift a Drifted one.
+	firstFailure, firstDrift *usersv1.RecordResult
 }
 
 // countRecords counts the records of every listed provider that are synced
@@ -69,12 +70,17 @@ func countRecords(us *usersv1.UserSync, users []planner.Desired) recordCounts {
 			if c.firstFailure == nil {
 				c.firstFailure = r
 			}
+		case r.State == usersv1.StateDrifted && r.Hash == h:
+			c.Drifted++
+			if c.firstDrift == nil {
+				c.firstDrift = r
+			}
 		}
 	}
 	if !deleting {
 		c.Desired = int32(len(us.Spec.Users) * len(us.Spec.ProviderRefs))
 	}
-	c.Pending = c.Desired - c.Synced - c.Failed
+	c.Pending = max(c.Desired-c.Synced-c.Failed-c.Drifted, 0)
 	return c
 }
 
@@ -138,6 +144,14 @@ func setConditions(us *usersv1.UserSync, c recordCounts, p providerLines) {
 		set(usersv1.ConditionDegraded, metav1.ConditionFalse, usersv1.ReasonProvidersHealthy, "no record failed")
 	}
 
+	if c.firstDrift != nil {
+		set(usersv1.ConditionDrifted, metav1.ConditionTrue, c.firstDrift.Reason,
+			planner.Truncate(fmt.Sprintf("%d users differ at the vendor and are left so (driftPolicy Report); first: %s key %s: %s",
+				c.Drifted, c.firstDrift.Provider, c.firstDrift.Key, c.firstDrift.Message), maxConditionMessage))
+	} else {
+		set(usersv1.ConditionDrifted, metav1.ConditionFalse, usersv1.ReasonNoDrift, "no user was found different at the vendor")
+	}
+
 	if us.Spec.Suspend {
 		set(usersv1.ConditionSuspended, metav1.ConditionTrue, usersv1.ReasonSuspended,
 			"spec.suspend is true: nothing is written to the providers")
@@ -165,6 +179,9 @@ func readyCondition(us *usersv1.UserSync, c recordCounts, p providerLines) (meta
 	case c.Failed > 0:
 		return metav1.ConditionFalse, usersv1.ReasonFailed,
 			fmt.Sprintf("%d of %d records failed, %d pending", c.Failed, c.Desired, c.Pending)
+	case c.Drifted > 0 && c.Pending == 0:
+		return metav1.ConditionFalse, usersv1.ConditionDrifted,
+			fmt.Sprintf("%d of %d records differ at the vendor (driftPolicy Report)", c.Drifted, c.Desired)
 	}
 	return metav1.ConditionFalse, usersv1.ReasonPending,
 		fmt.Sprintf("%d of %d records pending, %d to delete", c.Pending, c.Desired, c.leftover)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -129,7 +130,7 @@ func (w *statusWriter) write(si int, recs map[string]planner.Record) {
 		us := v.obj
 		if !unchanged {
 			var err error
-			us, err = w.r.patchSyncStatus(w.ctx, v.obj, l.key.ref(), recs, entry, w.in.Syncs[si].Users)
+			us, err = w.r.patchSyncStatus(w.ctx, v.obj, l.key.ref(), recs, entry, w.in.Syncs[si].Users, l.lastVerified())
 			if err != nil {
 				w.fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
 				return
@@ -169,7 +170,7 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 	}
 	e := &usersv1.ProviderSyncStatus{Provider: l.key.ref(), ObservedGeneration: v.obj.Generation}
 	if old := currentEntry(v.obj, l.key.ref()); old != nil {
-		e.LastSyncTime = old.LastSyncTime
+		e.LastSyncTime, e.LastVerifiedTime = old.LastSyncTime, old.LastVerifiedTime
 	}
 	t := tallyOf(recs)
 	missing := 0
@@ -188,9 +189,11 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 // status would not change. us is never modified (it may be the informer's
 // copy); the UserSync as written is returned.
 //
-// users are the spec's users of us, hashed (nil: hash them again).
+// users are the spec's users of us, hashed (nil: hash them again);
+// verified is when the provider last finished a drift detection pass (zero:
+// never), stored on its line with any write but never a write of its own.
 func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
-	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, users []planner.Desired) (*usersv1.UserSync, error) {
+	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, users []planner.Desired, verified time.Time) (*usersv1.UserSync, error) {
 	cur, first := us, true
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		if !first {
@@ -218,6 +221,10 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 			for i := range desired.Status.Providers {
 				if desired.Status.Providers[i].Provider == ref {
 					desired.Status.Providers[i].LastSyncTime = &now
+					if !verified.IsZero() {
+						t := metav1.NewTime(verified)
+						desired.Status.Providers[i].LastVerifiedTime = &t
+					}
 				}
 			}
 		}

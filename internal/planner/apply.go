@@ -114,6 +114,12 @@ func fold(now time.Time, it *Item, r providers.Result) (Record, bool) {
 		}
 		rec.State = StateSynced
 		rec.Action = string(r.Action)
+		switch it.Record.Reason {
+		case ReasonDrifted:
+			rec.Action = ActionCorrected
+		case ReasonMissing:
+			rec.Action = ActionRecreated
+		}
 		if r.ExternalID != "" {
 			rec.ExternalID = r.ExternalID
 		}

@@ -26,6 +26,27 @@ const (
 	StatePending  = "Pending"
 	StateFailed   = "Failed"
 	StateDeleting = "Deleting"
+	StateDrifted  = "Drifted"
+)
+
+// Drift reasons and actions, as in the UserSync API: a record found
+// different at the vendor is Pending with ReasonDrifted (ReasonMissing when
+// the vendor lost the user) until it is rewritten (ActionCorrected,
+// ActionRecreated), or, under driftPolicy Report, Drifted with ReasonChanged
+// or ReasonMissing.
+const (
+	ReasonDrifted   = "Drifted"
+	ReasonMissing   = "Missing"
+	ReasonChanged   = "Changed"
+	ActionCorrected = "Corrected"
+	ActionRecreated = "Recreated"
+)
+
+// Values of Sync.DriftPolicy ("" is DriftCorrect).
+const (
+	DriftCorrect = "Correct"
+	DriftReport  = "Report"
+	DriftIgnore  = "Ignore"
 )
 
 // Record reasons set by the planner.
@@ -94,6 +115,9 @@ type Sync struct {
 	// CreatesSince, with CreatesUncertain, is the latest moment at which
 	// those creates may have been sent (Change.RetrySince).
 	CreatesSince time.Time
+	// DriftPolicy is the UserSync's spec.driftPolicy: what a Drifted record
+	// becomes (Correct: written again; Report: kept; Ignore: Synced).
+	DriftPolicy string
 }
 
 // DeletionGuard holds back a loop's deletions of one UserSync when they are
@@ -445,6 +469,21 @@ func planUser(in Input, si int, d Desired, owners map[string]owner, moved map[st
 
 	if known && rec.Hash == d.Hash && rec.State != StateDeleting {
 		switch rec.State {
+		case StateDrifted:
+			switch s.DriftPolicy {
+			case DriftReport:
+				it.Kind = Noop
+				return it
+			case DriftIgnore:
+				// Not read any more: nothing is known against Synced.
+				it.Kind = Noop
+				it.Record.State, it.Record.Reason, it.Record.Message = StateSynced, "", ""
+				return it
+			}
+			// Correct: write it again.
+			if it.Record.Reason == ReasonChanged {
+				it.Record.Reason = ReasonDrifted
+			}
 		case StateSynced, StateFailed:
 			if rec.Reason != ReasonConflict {
 				it.Kind = Noop

@@ -934,3 +934,108 @@ func sorted(xs []int) []int {
 	slices.Sort(out)
 	return out
 }
+
+func TestSameValue(t *testing.T) {
+	for _, tc := range []struct {
+		prop, want, got string
+		same            bool
+	}{
+		{"hs_job_title", "Engineer", "Engineer", true},
+		{"hs_job_title", "Engineer", "engineer", false},
+		{PropEmail, "User1@Example.com", "user1@example.com", true},
+		{PropEmail, "a@example.com", "b@example.com", false},
+		{"seniority", "3", "3.0", true},
+		{"seniority", "3", "4", false},
+		{"remote", "true", "True", true},
+		{"remote", "true", "false", false},
+		{PropFirstName, "", "", true},
+		{PropFirstName, "", "Ann", false},
+		{"hs_job_title", "Engineer", "", false},
+	} {
+		if got := sameValue(tc.prop, tc.want, tc.got); got != tc.same {
+			t.Errorf("sameValue(%s, %q, %q) = %v, want %v", tc.prop, tc.want, tc.got, got, tc.same)
+		}
+	}
+}
+
+// Read finds users as written, names the property edited behind the
+// operator's back, says Missing only for a user HubSpot says it does not
+// hold, and Unknown for every user of a call that failed.
+func TestReadBack(t *testing.T) {
+	for _, idProp := range []string{"", "k8s_key"} {
+		t.Run("idProperty="+idProp, func(t *testing.T) {
+			eo := hsemu.Options{}
+			var opts *usersv1.HubSpotOptions
+			if idProp != "" {
+				eo.UniqueProperties = []string{idProp}
+				opts = &usersv1.HubSpotOptions{IDProperty: idProp}
+			}
+			s := newSetup(t, eo, opts)
+			chs := creates(150)
+			res := apply(t, s.c, chs)
+			reqs := make([]providers.ReadRequest, len(chs))
+			for i, ch := range chs {
+				reqs[i] = providers.ReadRequest{ID: ch.ID, ExternalID: res[ch.ID].ExternalID, User: ch.User}
+			}
+			s.em.ResetCounters()
+			obs := read(t, s.c, reqs)
+			for _, ch := range chs {
+				if o := obs[ch.ID]; o.Presence != providers.Found || len(o.Differs) != 0 {
+					t.Fatalf("%s unchanged: %+v", ch.ID, o)
+				}
+			}
+			if n := s.em.Calls(hsemu.EndpointRead); n != 2 {
+				t.Fatalf("%d batch/read calls for 150 users, want 2", n)
+			}
+			s.em.Edit(res["c3"].ExternalID, map[string]string{"hs_job_title": "Manager", PropEmail: "USER003@example.com"})
+			s.em.Archive(res["c7"].ExternalID)
+			obs = read(t, s.c, reqs)
+			if o := obs["c3"]; o.Presence != providers.Found || !slices.Equal(o.Differs, []string{"hs_job_title"}) {
+				t.Fatalf("edited user: %+v, want Found differing in hs_job_title only", o)
+			}
+			if o := obs["c7"]; o.Presence != providers.Missing {
+				t.Fatalf("archived user: %+v, want Missing", o)
+			}
+		})
+	}
+	for name, f := range map[string]hsemu.Fault{
+		"5xx on every attempt": {Status: http.StatusInternalServerError, Count: 100},
+		"429 on every attempt": {Status: http.StatusTooManyRequests, Count: 100},
+		"malformed body":       {Status: http.StatusOK, Body: hsemu.Malformed, Count: 100},
+		"truncated body":       {Status: http.StatusMultiStatus, Body: hsemu.Truncated, Count: 100},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newSetup(t, hsemu.Options{}, nil)
+			chs := creates(20)
+			res := apply(t, s.c, chs)
+			reqs := make([]providers.ReadRequest, len(chs))
+			for i, ch := range chs {
+				reqs[i] = providers.ReadRequest{ID: ch.ID, ExternalID: res[ch.ID].ExternalID, User: ch.User}
+			}
+			s.em.Archive(res["c1"].ExternalID)
+			s.em.Inject(hsemu.EndpointRead, f)
+			obs := read(t, s.c, reqs)
+			for _, r := range reqs {
+				if o := obs[r.ID]; o.Presence != providers.Unknown || o.Err == nil {
+					t.Fatalf("%s is %+v, want Unknown with a reason", r.ID, o)
+				}
+			}
+		})
+	}
+}
+
+func read(t *testing.T, c *Client, reqs []providers.ReadRequest) map[string]providers.Observation {
+	t.Helper()
+	obs, err := c.Read(context.Background(), reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(obs) != len(reqs) {
+		t.Fatalf("%d observations for %d requests", len(obs), len(reqs))
+	}
+	out := map[string]providers.Observation{}
+	for _, o := range obs {
+		out[o.ID] = o
+	}
+	return out
+}

@@ -61,6 +61,8 @@ type Client struct {
 	source string
 	batch  int
 	tokens *tokenSource
+	// reads remembers a refusal of reads (Read, ReadsRefused).
+	reads readRefusal
 }
 
 var (

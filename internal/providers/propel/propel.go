@@ -44,6 +44,18 @@
 // a delete is failed permanently with the reason "Unsupported" rather than
 // pretending it happened: the user must be removed in Propel by hand, or the
 // UserSync must use deletionPolicy: Orphan.
+//
+// Reads. For drift detection (providers.Reader) GET
+// /users/sourceId/{sourceId}?source={source} (with &language= for a user
+// that declares a language) reads one user a call, four in flight, and
+// compares what the client writes with what Propel holds: emails without
+// case, numbers by value whether stored as numbers or numeric strings,
+// booleans with "true"/"false", dates as instants, an absent value like an
+// empty one; fields left empty (which are not written), undeclared
+// attributes and fields Propel adds are not compared. Only Propel's 404
+// NotFound (code 10008) makes a user Missing. An account that answers a
+// read with 403 refuses reads (providers.ReadRefusal): verification is
+// then off for the provider, and the client reads no more.
 package propel
 
 import (

@@ -220,33 +220,50 @@ func (a *applier) round(ctx context.Context, recs []*record) *providers.AuthErro
 // encode fills the record's wire-encoded fields, or returns why the user
 // cannot be written.
 func (c *Client) encode(r *record) *providers.RecordError {
-	u := r.ch.User
-	if u.Key == "" {
+	if r.ch.User.Key == "" {
 		return c.recordError(true, false, codeInvalidRecord, "the user has no key to write as its user.com custom_id")
 	}
-	r.std = map[string]any{fieldFirstName: u.FirstName, fieldLastName: u.LastName}
-	if u.Email != "" {
-		r.std[fieldEmail] = u.Email
+	std, attrs, code, msg := wireUser(r.ch.User)
+	if code != "" {
+		return c.recordError(true, false, code, msg)
 	}
-	r.attrs = make(map[string]any, len(u.Attributes))
+	r.std, r.attrs = std, attrs
+	return nil
+}
+
+// wireUser is the user as the client writes it: its standard fields and
+// its custom attributes, wire-encoded. An attribute that cannot be written
+// (a reserved name, a value JSON cannot carry) is left out, and the first
+// of them, by name, is reported as a code and a message; code is "" when
+// the whole user can be written. Pure: Read compares what it returns with
+// what user.com holds.
+func wireUser(u providers.User) (std, attrs map[string]any, code, msg string) {
+	std = map[string]any{fieldFirstName: u.FirstName, fieldLastName: u.LastName}
+	if u.Email != "" {
+		std[fieldEmail] = u.Email
+	}
+	attrs = make(map[string]any, len(u.Attributes))
+	fail := func(c, m string) {
+		if code == "" {
+			code, msg = c, m
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(u.Attributes)) {
 		v, ok := wireValue(u.Attributes[name])
 		switch {
 		case reservedAttrs[name]:
-			return c.recordError(true, false, codeReservedAttribute,
-				fmt.Sprintf("attribute %q is reserved: set the user's key, email or names instead", name))
+			fail(codeReservedAttribute, fmt.Sprintf("attribute %q is reserved: set the user's key, email or names instead", name))
 		case !ok:
-			return c.recordError(true, false, codeInvalidRecord,
-				fmt.Sprintf("attribute %q has a value JSON cannot carry: %v", name, u.Attributes[name]))
+			fail(codeInvalidRecord, fmt.Sprintf("attribute %q has a value JSON cannot carry: %v", name, u.Attributes[name]))
 		case v == nil:
 			// A null attribute is an absent one.
 		case standardAttrs[name]:
-			r.std[name] = v
+			std[name] = v
 		default:
-			r.attrs[name] = v
+			attrs[name] = v
 		}
 	}
-	return nil
+	return std, attrs, code, msg
 }
 
 // diff compares the record with what the client remembers of the user. It

@@ -9,4 +9,7 @@ const (
 	EndpointPerUser = "users/{id}/set_multiple_attributes/"
 	EndpointDelete  = "users-by-id/{custom_id}/"
 	EndpointList    = "users/"
+	// EndpointRead is the read of one user by custom_id, the same path as
+	// EndpointDelete with GET.
+	EndpointRead = "GET users-by-id/{custom_id}/"
 )

@@ -66,6 +66,15 @@
 //
 // Deletes. DELETE users-by-id/{custom_id}/ deletes a user; a 404 means it is
 // already gone and counts as deleted.
+//
+// Reads. For drift detection (providers.Reader) GET
+// users-by-id/{custom_id}/ reads one user a call, four in flight, and
+// compares what the client writes with what user.com holds: emails without
+// case, numbers by value whether stored as numbers or numeric strings,
+// booleans with "true"/"false", dates and datetimes as instants, an absent
+// value like an empty one; an email the spec leaves empty, undeclared
+// attributes and fields user.com adds are not compared. Only user.com's
+// 404 ({"detail": ...}) makes a user Missing.
 package usercom
 
 import (

@@ -166,7 +166,7 @@ func (s *setup) created(t testing.TB, us []providers.User) []providers.Change {
 // counts is the calls per endpoint since the last ResetCounters.
 func (s *setup) counts() map[string]int {
 	out := map[string]int{}
-	for _, ep := range []string{ucemu.EndpointUpsert, ucemu.EndpointMass, ucemu.EndpointPerUser, ucemu.EndpointDelete, ucemu.EndpointList} {
+	for _, ep := range []string{ucemu.EndpointUpsert, ucemu.EndpointMass, ucemu.EndpointPerUser, ucemu.EndpointDelete, ucemu.EndpointList, ucemu.EndpointRead} {
 		if n := s.em.Calls(ep); n > 0 {
 			out[ep] = n
 		}
@@ -719,6 +719,10 @@ func TestEmulatorPaths(t *testing.T) {
 		{"GET", "/api/public/users/update_or_create/", testToken, 405, "not allowed"},
 		{"PUT", "/api/public/users/mass_update_custom_attributes/", testToken, 400, "JSON"},
 		{"DELETE", "/api/public/users-by-id/nobody/", testToken, 404, "Not found."},
+		{"GET", "/api/public/users-by-id/nobody/", testToken, 404, `{"detail":"Not found."}`},
+		{"GET", "/api/public/users-by-id/nobody/", "nope", 401, "Invalid token."},
+		{"GET", "/api/public/users-by-id/nobody", testToken, 404, "end with a slash"},
+		{"POST", "/api/public/users-by-id/nobody/", testToken, 405, "not allowed"},
 	} {
 		status, body := get(tc.method, tc.path, tc.token)
 		if status != tc.status || !strings.Contains(body, tc.body) {

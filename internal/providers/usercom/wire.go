@@ -26,6 +26,7 @@ const (
 	pathList    = "users/?limit=1"
 	pathPerUser = "users/%d/set_multiple_attributes/"
 	pathDelete  = "users-by-id/%s/"
+	pathRead    = "users-by-id/%s/"
 )
 
 // Standard fields of a user.com user, as update_or_create takes them.

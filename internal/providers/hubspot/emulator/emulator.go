@@ -186,6 +186,27 @@ func (e *Emulator) Put(props map[string]string) string {
 	return e.create(props).ID
 }
 
+// Edit sets properties of a user as if changed outside the operator (in
+// HubSpot's UI, by an import); an empty value clears the property. It
+// reports whether the user exists.
+func (e *Emulator) Edit(id string, props map[string]string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u, ok := e.users[id]
+	if !ok || u.Archived {
+		return false
+	}
+	for k, v := range props {
+		if v == "" {
+			delete(u.Properties, k)
+			continue
+		}
+		e.setProp(u, k, v)
+	}
+	u.UpdatedAt = e.opts.Now().UTC()
+	return true
+}
+
 // Archive archives a user as if removed outside the operator.
 func (e *Emulator) Archive(id string) {
 	e.mu.Lock()

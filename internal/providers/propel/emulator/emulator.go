@@ -46,6 +46,10 @@ type Options struct {
 	// ShuffleResults answers a bulk call's items in an order other than the
 	// request's.
 	ShuffleResults bool
+	// RefuseReads makes the account one whose API client may not read
+	// users: every GET /users/{lookupKey}/{lookupValue} with a valid token
+	// gets 403 (see SetRefuseReads).
+	RefuseReads bool
 }
 
 // Emulator is an in-memory Propel REST v2 API for tests and the demo. It
@@ -53,7 +57,14 @@ type Options struct {
 // the root and under /v2. It is safe for concurrent use.
 //
 // Its fidelity: Propel's documented request and answer shapes and error
-// codes. Where Propel documents nothing, it makes these choices: a bulk
+// codes. The lookup answers {"data": user, "messages": [...]} with the
+// user as stored (its attributes a list of {name, value, type}), or 404
+// with error code 10008 NotFound; by sourceId it needs the source query
+// parameter, and matches the language parameter when given (else the
+// user of that sourceId with the lowest id). Where Propel documents
+// nothing, it makes these choices: an account that refuses reads
+// (RefuseReads) answers a lookup 403 {"error":{"code":"10003","type":
+// "AuthorizationException",...}}; a bulk
 // call is checked against the schema as a whole and refused with one 400
 // that lists every bad user; /users/bulk/id creates a user under a new id
 // when it does not know the id it is given; a numeric sourceId is echoed as
@@ -71,11 +82,12 @@ type Emulator struct {
 	opts Options
 	api  *http.ServeMux
 
-	mu       sync.Mutex
-	tokens   map[string]time.Time
-	users    map[int64]map[string]any
-	bySource map[sourceKey]int64
-	nextID   int64
+	mu          sync.Mutex
+	tokens      map[string]time.Time
+	users       map[int64]map[string]any
+	bySource    map[sourceKey]int64
+	nextID      int64
+	refuseReads bool
 }
 
 // Fault is an injected answer (see emulation.Fault); a status is answered
@@ -123,6 +135,8 @@ func New(o Options) *Emulator {
 		users:    map[int64]map[string]any{},
 		bySource: map[sourceKey]int64{},
 		nextID:   1000,
+
+		refuseReads: o.RefuseReads,
 	}
 	e.api = http.NewServeMux()
 	e.api.HandleFunc("POST "+PathBulkSource, func(w http.ResponseWriter, r *http.Request) { e.bulk(w, r, "sourceId") })
@@ -162,6 +176,103 @@ func (e *Emulator) UserBySourceID(source, sourceID string) (map[string]any, bool
 		return nil, false
 	}
 	return deepCopy(u).(map[string]any), true
+}
+
+// EditUser changes the user with this source and sourceId (of several, the
+// one UserBySourceID returns) as someone editing it in Propel's back
+// office would, and reports whether there was one. fields maps a user
+// field (email, firstName, phone, language, ...) to its new value, stored
+// as given, without the schema's checks; nil removes the field. The
+// attributes are changed with EditAttributes.
+func (e *Emulator) EditUser(source, sourceID string, fields map[string]any) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := e.findBySource(source, sourceID, nil)
+	if u == nil {
+		return false
+	}
+	id, _ := u["id"].(int64)
+	delete(e.bySource, keyOf(u))
+	for k, v := range fields {
+		switch {
+		case k == "id" || k == "attributes":
+		case v == nil:
+			delete(u, k)
+		default:
+			u[k] = v
+		}
+	}
+	if _, ok := u["sourceId"]; ok {
+		e.bySource[keyOf(u)] = id
+	}
+	return true
+}
+
+// EditAttributes changes the attributes of the user with this source and
+// sourceId (as EditUser finds it) and reports whether there was one. attrs
+// maps an attribute's name to its new value, stored as given (Propel's API
+// takes text, but a test may store 3 for "3"); nil removes the attribute.
+// A new attribute is of type text.
+func (e *Emulator) EditAttributes(source, sourceID string, attrs map[string]any) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := e.findBySource(source, sourceID, nil)
+	if u == nil {
+		return false
+	}
+	list, _ := u["attributes"].([]any)
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
+		i := slices.IndexFunc(list, func(a any) bool { return a.(map[string]any)["name"] == name })
+		switch v := attrs[name]; {
+		case v == nil && i >= 0:
+			list = slices.Delete(list, i, i+1)
+		case v == nil:
+		case i >= 0:
+			list[i].(map[string]any)["value"] = v
+		default:
+			list = append(list, map[string]any{"name": name, "value": v, "type": "text"})
+		}
+	}
+	u["attributes"] = list
+	return true
+}
+
+// DeleteUser removes every user with this source and sourceId (one per
+// language), as someone deleting them in Propel's back office would, and
+// reports whether there was one.
+func (e *Emulator) DeleteUser(source, sourceID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	found := false
+	for k, id := range e.bySource {
+		if k.source == source && k.sourceID == sourceID {
+			delete(e.bySource, k)
+			delete(e.users, id)
+			found = true
+		}
+	}
+	return found
+}
+
+// SetRefuseReads makes the account refuse reads (403 on every lookup), or
+// allow them again, from the next request on.
+func (e *Emulator) SetRefuseReads(refuse bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.refuseReads = refuse
+}
+
+// Lookups is the number of GET /users/{lookupKey}/{lookupValue} requests
+// that passed authentication since the last ResetCounters, refused and
+// faulted ones included.
+func (e *Emulator) Lookups() int {
+	n := 0
+	for _, c := range e.Log() {
+		if strings.HasPrefix(c.Endpoint, "/users/") && !strings.HasPrefix(c.Endpoint, "/users/bulk/") {
+			n++
+		}
+	}
+	return n
 }
 
 // findBySource finds a user by source and sourceId, and by language unless
@@ -649,6 +760,11 @@ func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) {
 	key, value := r.PathValue("lookupKey"), r.PathValue("lookupValue")
 	var u map[string]any
 	e.mu.Lock()
+	if e.refuseReads {
+		e.mu.Unlock()
+		writeError(w, http.StatusForbidden, "10003", "AuthorizationException", "the API client is not allowed to read users")
+		return
+	}
 	switch key {
 	case "id":
 		if id, err := strconv.ParseInt(value, 10, 64); err == nil {

@@ -92,3 +92,56 @@ func TestInjectedError(t *testing.T) {
 		t.Fatalf("token calls %d", got)
 	}
 }
+
+// TestLookupEditDelete: the lookup answers the stored user, with the
+// edits and deletions made behind the API's back, and 403 while the
+// account refuses reads.
+func TestLookupEditDelete(t *testing.T) {
+	em := propemu.New(propemu.Options{Clients: map[string]string{clientID: secret}})
+	base := em.Start()
+	defer em.Close()
+	tok := token(t, base)
+	do := func(method, path, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, base+"/v2"+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if status, _ := do(http.MethodPost, propemu.PathBulkSource, `{"users":[{"source":"`+source+`","sourceId":"u1","firstName":"A",`+
+		`"attributes":[{"name":"plan","value":"pro","type":"text"},{"name":"seats","value":"3","type":"integer"}]}]}`); status != http.StatusOK {
+		t.Fatalf("bulk: %d", status)
+	}
+	lookup := "/users/sourceId/u1?source=" + source
+	if !em.EditUser(source, "u1", map[string]any{"firstName": "B", "phone": "123"}) ||
+		!em.EditAttributes(source, "u1", map[string]any{"plan": nil, "seats": 4, "extra": "x"}) {
+		t.Fatal("edit")
+	}
+	status, body := do(http.MethodGet, lookup, "")
+	data, _ := body["data"].(map[string]any)
+	if status != http.StatusOK || data["firstName"] != "B" || data["phone"] != "123" ||
+		fmt.Sprint(data["attributes"]) != "[map[name:seats type:integer value:4] map[name:extra type:text value:x]]" {
+		t.Fatalf("%d %v", status, body)
+	}
+	em.SetRefuseReads(true)
+	if status, body := do(http.MethodGet, lookup, ""); status != http.StatusForbidden ||
+		body["error"].(map[string]any)["code"] != "10003" {
+		t.Fatalf("refused: %d %v", status, body)
+	}
+	em.SetRefuseReads(false)
+	if !em.DeleteUser(source, "u1") || em.DeleteUser(source, "u1") || em.EditUser(source, "u1", nil) {
+		t.Fatal("DeleteUser")
+	}
+	if status, body := do(http.MethodGet, lookup, ""); status != http.StatusNotFound ||
+		body["error"].(map[string]any)["code"] != "10008" {
+		t.Fatalf("deleted: %d %v", status, body)
+	}
+	if n := em.Lookups(); n != 3 {
+		t.Fatalf("Lookups %d", n)
+	}
+}

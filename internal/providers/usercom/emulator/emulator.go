@@ -54,6 +54,8 @@ const (
 	EndpointPerUser = "users/{id}/set_multiple_attributes/"
 	EndpointDelete  = "users-by-id/{custom_id}/"
 	EndpointList    = "users/"
+	// EndpointRead is GET users-by-id/{custom_id}/, the read of one user.
+	EndpointRead = "GET users-by-id/{custom_id}/"
 )
 
 // User is a user stored by the emulator.
@@ -111,8 +113,11 @@ var standardAttrs = map[string]bool{
 //
 // It serves update_or_create (keyed on custom_id, with standard fields and
 // typed custom attributes as top-level keys), mass_update_custom_attributes
-// (PUT or POST), users/{id}/set_multiple_attributes/, DELETE
-// users-by-id/{custom_id}/ and GET users/ (paged by limit and offset).
+// (PUT or POST), users/{id}/set_multiple_attributes/, GET and DELETE
+// users-by-id/{custom_id}/ and GET users/ (paged by limit and offset). A
+// user is answered with its standard fields at the top level and its
+// custom attributes under "attributes", an object of name to value; an
+// unknown custom_id gets 404 {"detail":"Not found."}.
 // Every request needs "Authorization: Token <key>" with a key of
 // Options.Tokens; others get 401 {"detail":"Invalid token."}.
 //
@@ -206,6 +211,38 @@ func (e *Emulator) DeleteUser(customID string) bool {
 	return e.remove(customID)
 }
 
+// EditUser changes the user with this custom_id as someone editing it in
+// user.com's panel would, and reports whether there was one. fields maps
+// email, first_name, last_name, a standard field (phone_number, ...) or a
+// custom attribute to its new value, stored as given, without the checks
+// of the API (an integer attribute may be given "3"); nil removes a
+// standard field or an attribute and empties email and the names.
+func (e *Emulator) EditUser(customID string, fields map[string]any) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, ok := e.byCustom[customID]
+	if !ok {
+		return false
+	}
+	u := e.users[id]
+	for name, v := range fields {
+		s, _ := v.(string)
+		switch {
+		case name == fieldEmail:
+			u.Email = s
+		case name == fieldFirstName:
+			u.FirstName = s
+		case name == fieldLastName:
+			u.LastName = s
+		case standardAttrs[name]:
+			setAll(u.Fields, map[string]any{name: v})
+		default:
+			setAll(u.Attributes, map[string]any{name: v})
+		}
+	}
+	return true
+}
+
 // remove deletes a user by custom_id. Callers hold e.mu.
 func (e *Emulator) remove(customID string) bool {
 	id, ok := e.byCustom[customID]
@@ -236,7 +273,7 @@ func (e *Emulator) handle(w http.ResponseWriter, r *http.Request) {
 			"Not found. user.com API paths end with a slash: %s%s/", APIPath, rest)))
 		return
 	}
-	endpoint, param, methods := route(rest)
+	endpoint, param, methods := route(r.Method, rest)
 	if endpoint == "" {
 		emulation.WriteJSON(w, http.StatusNotFound, detail("Not found."))
 		return
@@ -261,10 +298,10 @@ func (e *Emulator) handle(w http.ResponseWriter, r *http.Request) {
 	e.Serve(w, r, endpoint, inputs, func(w http.ResponseWriter, r *http.Request) { e.serve(w, r, endpoint, param, body) })
 }
 
-// route maps an escaped path below /api/public/ to its endpoint, the
-// path's (unescaped) parameter and the methods it allows; an unknown path
-// gives "".
-func route(rest string) (endpoint, param string, methods []string) {
+// route maps a method and an escaped path below /api/public/ to its
+// endpoint, the path's (unescaped) parameter and the methods it allows; an
+// unknown path gives "".
+func route(method, rest string) (endpoint, param string, methods []string) {
 	switch rest {
 	case EndpointUpsert:
 		return EndpointUpsert, "", []string{http.MethodPost}
@@ -278,8 +315,13 @@ func route(rest string) (endpoint, param string, methods []string) {
 	case len(parts) == 3 && parts[0] == "users" && parts[2] == "set_multiple_attributes":
 		return EndpointPerUser, parts[1], []string{http.MethodPost}
 	case len(parts) == 2 && parts[0] == "users-by-id":
-		if customID, err := url.PathUnescape(parts[1]); err == nil {
-			return EndpointDelete, customID, []string{http.MethodDelete}
+		customID, err := url.PathUnescape(parts[1])
+		switch {
+		case err != nil:
+		case method == http.MethodGet:
+			return EndpointRead, customID, []string{http.MethodGet, http.MethodDelete}
+		default:
+			return EndpointDelete, customID, []string{http.MethodGet, http.MethodDelete}
 		}
 	}
 	return "", "", nil
@@ -320,6 +362,20 @@ func (e *Emulator) authorized(r *http.Request) (string, bool) {
 func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, endpoint, param string, body []byte) {
 	if endpoint == EndpointList {
 		e.list(w, r)
+		return
+	}
+	if endpoint == EndpointRead {
+		e.mu.Lock()
+		var u map[string]any
+		if id, ok := e.byCustom[param]; ok {
+			u = userJSON(e.users[id])
+		}
+		e.mu.Unlock()
+		if u == nil {
+			emulation.WriteJSON(w, http.StatusNotFound, detail("Not found."))
+			return
+		}
+		emulation.WriteJSON(w, http.StatusOK, u)
 		return
 	}
 	if endpoint == EndpointDelete {

@@ -67,3 +67,48 @@ func TestInjectedError(t *testing.T) {
 		t.Fatalf("inputs %v: update_or_create is not a batch", got)
 	}
 }
+
+// TestReadEditDelete: GET users-by-id/{custom_id}/ answers the stored
+// user, with the edits and deletions made behind the API's back.
+func TestReadEditDelete(t *testing.T) {
+	em := ucemu.New(ucemu.Options{Tokens: []string{key}, Attributes: map[string]string{"plan": ucemu.TypeString}})
+	base := em.Start()
+	defer em.Close()
+	if resp, err := http.DefaultClient.Do(upsert(t, base, 1)); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upsert: %v %v", resp, err)
+	}
+	get := func() (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodGet, base+"users-by-id/"+customID(1)+"/", nil)
+		req.Header.Set("Authorization", "Token "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	status, body := get()
+	if status != http.StatusOK || body["custom_id"] != customID(1) || body["email"] != "u1@example.com" ||
+		body["attributes"].(map[string]any)["plan"] != "pro" {
+		t.Fatalf("%d %v", status, body)
+	}
+	if !em.EditUser(customID(1), map[string]any{"first_name": "Eve", "plan": nil, "city": "Delft", "seat": "3"}) {
+		t.Fatal("EditUser")
+	}
+	status, body = get()
+	attrs := body["attributes"].(map[string]any)
+	if status != http.StatusOK || body["first_name"] != "Eve" || body["city"] != "Delft" || attrs["plan"] != nil || attrs["seat"] != "3" {
+		t.Fatalf("after EditUser: %d %v", status, body)
+	}
+	if !em.DeleteUser(customID(1)) || em.EditUser(customID(1), nil) {
+		t.Fatal("DeleteUser")
+	}
+	if status, body = get(); status != http.StatusNotFound || body["detail"] != "Not found." {
+		t.Fatalf("after DeleteUser: %d %v", status, body)
+	}
+	if got := em.Calls(ucemu.EndpointRead); got != 3 || em.Calls(ucemu.EndpointDelete) != 0 {
+		t.Fatalf("reads %d, deletes %d", got, em.Calls(ucemu.EndpointDelete))
+	}
+}

@@ -1,0 +1,331 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// Drift detection. On the schedule of the provider's spec.driftDetection a
+// loop that has nothing to write reads the users back (providers.Reader)
+// and compares them with what was written: every record Synced (or Drifted)
+// at the current spec, of every UserSync whose driftPolicy is not Ignore.
+// What a read finds changes the records before the loop plans again:
+//
+//   - Correct: a changed user is Pending with reason Drifted, a missing one
+//     Pending with reason Missing and no external id; the same loop writes
+//     them again (re-creates the missing), and they are Synced with action
+//     Corrected or Recreated. Every guard applies as to any write (suspend,
+//     conflicts, the rate limit).
+//   - Report: the record is Drifted, reason Changed (the message names the
+//     fields) or Missing; nothing is written. A Drifted user found as
+//     declared again is Synced again.
+//
+// A read that does not answer for sure (providers.Unknown) changes nothing.
+// A pass reads only while nothing is to be written, and stops between two
+// read calls as soon as a UserSync of the provider changes (the loop's key
+// is queued again), so a write waits at most for the read call under way.
+// A pass that finds nothing writes no UserSync status: the provider's
+// status.lastVerifiedTime is its one write.
+
+// DefaultDriftInterval is how often users are verified unless
+// spec.driftDetection.interval says otherwise.
+const DefaultDriftInterval = time.Hour
+
+// readChunk is how many read calls a pass sends between two checks for a
+// change of the provider's UserSyncs.
+const readChunk = 4
+
+// driftInterval is the provider's verification interval; 0 when reads are
+// off (interval 0s, or a vendor that cannot read back).
+func (l *loop) driftInterval() time.Duration {
+	if l.provider == nil || l.vendor == nil {
+		return 0
+	}
+	rd, ok := l.vendor.(providers.Reader)
+	if !ok || rd.ReadBatch() <= 0 {
+		return 0
+	}
+	if rr, ok := l.vendor.(providers.ReadRefusal); ok {
+		if refused, _ := rr.ReadsRefused(); refused {
+			return 0
+		}
+	}
+	d := DefaultDriftInterval
+	if dd := l.provider.spec.DriftDetection; dd != nil && dd.Interval != nil {
+		d = dd.Interval.Duration
+	}
+	return max(d, 0)
+}
+
+// verifyDue reports whether a verification pass is due, and when the next
+// one is (zero: never).
+func (r *ProviderReconciler) verifyDue(l *loop) (bool, time.Time) {
+	every := l.driftInterval()
+	if every == 0 {
+		return false, time.Time{}
+	}
+	last := r.verified.get(l.key.index())
+	if t := l.provider.status.LastVerifiedTime; t != nil && t.After(last) {
+		last = t.Time
+	}
+	l.verifiedBefore = last
+	if last.IsZero() {
+		return true, l.now
+	}
+	next := last.Add(every)
+	return !l.now.Before(next), next
+}
+
+// verifiedTimes remembers when this process finished each provider's last
+// pass (the provider in the cache may lag behind its status write).
+type verifiedTimes struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (v *verifiedTimes) get(provider string) time.Time {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.m[provider]
+}
+
+func (v *verifiedTimes) set(provider string, t time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = map[string]time.Time{}
+	}
+	v.m[provider] = t
+}
+
+// changedKeys marks the providers whose UserSyncs changed since their loop
+// began: a verification pass stops for them.
+type changedKeys struct{ m sync.Map }
+
+func (c *changedKeys) mark(k providerKey)  { c.m.Store(k, true) }
+func (c *changedKeys) clear(k providerKey) { c.m.Delete(k) }
+func (c *changedKeys) isSet(k providerKey) bool {
+	_, ok := c.m.Load(k)
+	return ok
+}
+
+// driftTally counts what a pass found.
+type driftTally struct {
+	read, changed, missing int
+	// bySync counts the records each UserSync had found drifted.
+	bySync map[int]int
+}
+
+// verifyPass reads the users of in back and folds what it finds into
+// in.Syncs[*].Records. complete is false when the pass stopped early.
+func (r *ProviderReconciler) verifyPass(ctx context.Context, l *loop, in *planner.Input) (t driftTally, complete bool) {
+	rd := l.vendor.(providers.Reader)
+	t.bySync = map[int]int{}
+	type target struct{ si, ui int }
+	var batch []target
+	flush := func() bool {
+		if len(batch) == 0 {
+			return true
+		}
+		reqs := make([]providers.ReadRequest, len(batch))
+		for i, tg := range batch {
+			s := &in.Syncs[tg.si]
+			key := s.Users[tg.ui].User.Key
+			reqs[i] = providers.ReadRequest{ID: strconv.Itoa(i), ExternalID: s.Records[key].ExternalID,
+				User: toProviderUser(&l.syncs[tg.si].obj.Spec.Users[tg.ui])}
+		}
+		vctx := providers.WithObserver(ctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
+		obs, err := rd.Read(vctx, reqs)
+		if err != nil {
+			return false
+		}
+		t.read += len(reqs)
+		for _, o := range obs {
+			i, err := strconv.Atoi(o.ID)
+			if err != nil || i < 0 || i >= len(batch) {
+				continue
+			}
+			tg := batch[i]
+			if kind := foldObservation(&in.Syncs[tg.si], in.Syncs[tg.si].Users[tg.ui].User.Key, o, l.vendorName()); kind != "" {
+				t.bySync[tg.si]++
+				if kind == planner.ReasonMissing {
+					t.missing++
+				} else {
+					t.changed++
+				}
+			}
+		}
+		batch = batch[:0]
+		return ctx.Err() == nil && !r.changed.isSet(l.key)
+	}
+	size := rd.ReadBatch() * readChunk
+	for si := range in.Syncs {
+		s := &in.Syncs[si]
+		v := l.syncs[si]
+		if s.Removed || s.DriftPolicy == planner.DriftIgnore || v.refusedReason != "" || len(s.Users) != len(v.obj.Spec.Users) {
+			continue
+		}
+		for ui := range s.Users {
+			d := &s.Users[ui]
+			rec, ok := s.Records[d.User.Key]
+			if !ok || rec.ExternalID == "" || rec.Hash != d.Hash || d.Invalid != "" ||
+				(rec.State != planner.StateSynced && rec.State != planner.StateDrifted) {
+				continue
+			}
+			batch = append(batch, target{si, ui})
+			if len(batch) == size && !flush() {
+				return t, false
+			}
+		}
+	}
+	return t, flush()
+}
+
+// vendorName names the provider's vendor in record messages.
+func (l *loop) vendorName() string {
+	switch l.provider.spec.Type {
+	case usersv1.ProviderUserCom:
+		return "user.com"
+	default:
+		return string(l.provider.spec.Type)
+	}
+}
+
+// foldObservation applies what a read found to the record of key, and
+// returns the drift kind (ReasonChanged or ReasonMissing) or "".
+func foldObservation(s *planner.Sync, key string, o providers.Observation, vendor string) string {
+	rec := s.Records[key]
+	var kind, msg string
+	switch o.Presence {
+	case providers.Found:
+		if len(o.Differs) == 0 {
+			if rec.State == planner.StateDrifted {
+				rec.State, rec.Reason, rec.Message = planner.StateSynced, "", ""
+				s.Records[key] = rec
+			}
+			return ""
+		}
+		kind = planner.ReasonChanged
+		msg = fmt.Sprintf("%s holds other values for %s than were written", vendor, strings.Join(o.Differs, ", "))
+	case providers.Missing:
+		kind = planner.ReasonMissing
+		msg = fmt.Sprintf("%s no longer holds this user (id %s)", vendor, rec.ExternalID)
+	default:
+		return ""
+	}
+	if s.DriftPolicy == planner.DriftReport {
+		rec.State, rec.Reason, rec.Message = planner.StateDrifted, kind, planner.Truncate(msg+"; left so (driftPolicy Report)", planner.MaxMessageLength)
+	} else {
+		rec.State, rec.Reason, rec.Hash, rec.Attempts = planner.StatePending, planner.ReasonDrifted, "", 0
+		rec.Message = planner.Truncate(msg+"; it is written again", planner.MaxMessageLength)
+		if kind == planner.ReasonMissing {
+			rec.Reason, rec.ExternalID = planner.ReasonMissing, ""
+			rec.Message = planner.Truncate(msg+"; it is created again", planner.MaxMessageLength)
+		}
+	}
+	s.Records[key] = rec
+	return kind
+}
+
+// reportDrift counts the pass in the metrics and, per UserSync with drift,
+// one event with the counts.
+func (r *ProviderReconciler) reportDrift(l *loop, in planner.Input, t driftTally) {
+	p := l.key.index()
+	driftRecords.WithLabelValues(p, "changed").Add(float64(t.changed))
+	driftRecords.WithLabelValues(p, "missing").Add(float64(t.missing))
+	driftRecords.WithLabelValues(p, "corrected").Add(0)
+	for si, n := range t.bySync {
+		us := l.syncs[si].obj
+		verb := "corrected"
+		if in.Syncs[si].DriftPolicy == planner.DriftReport {
+			verb = "reported"
+		}
+		r.Recorder.Eventf(us, nil, corev1.EventTypeWarning, usersv1.ConditionDrifted, "Verify",
+			"%s: %d users found different at the vendor (%s)", p, n, verb)
+	}
+}
+
+// countCorrected counts the records a loop rewrote after drift.
+func countCorrected(provider string, plan planner.Plan, outcomes []planner.Outcome) {
+	n := 0
+	for _, it := range plan.Items {
+		if it.Kind != planner.Write {
+			continue
+		}
+		if rec, ok := outcomes[it.Sync].Records[it.Key]; ok && rec.State == planner.StateSynced &&
+			(rec.Action == planner.ActionCorrected || rec.Action == planner.ActionRecreated) {
+			n++
+		}
+	}
+	if n > 0 {
+		driftRecords.WithLabelValues(provider, "corrected").Add(float64(n))
+	}
+}
+
+// verifyNext is when the loop should run again for the next verification:
+// after a pass, one interval on; while one is due but was not done (writes
+// went first, or it stopped early), soon.
+func (l *loop) verifyNext() time.Time {
+	switch {
+	case !l.verifiedAt.IsZero():
+		if every := l.driftInterval(); every > 0 {
+			return l.verifiedAt.Add(every)
+		}
+		return time.Time{}
+	case l.verifyDue:
+		return l.now.Add(time.Second)
+	default:
+		return l.nextVerify
+	}
+}
+
+// lastVerified is when the provider last finished a pass: this loop's, or
+// the one its status or this process remembers.
+func (l *loop) lastVerified() time.Time {
+	if !l.verifiedAt.IsZero() {
+		return l.verifiedAt
+	}
+	return l.verifiedBefore
+}
+
+// setVerifying sets the provider's Verifying condition: whether drift
+// detection reads its users back, and why not. It is left as it was while
+// no client can be built.
+func setVerifying(l *loop, st *usersv1.ProviderStatus) {
+	if l.vendor == nil {
+		return
+	}
+	c := metav1.Condition{Type: usersv1.ConditionVerifying, Status: metav1.ConditionTrue,
+		ObservedGeneration: l.provider.obj.GetGeneration()}
+	rd, ok := l.vendor.(providers.Reader)
+	rr, canRefuse := l.vendor.(providers.ReadRefusal)
+	refused, why := false, ""
+	if canRefuse {
+		refused, why = rr.ReadsRefused()
+	}
+	switch every := l.driftInterval(); {
+	case !ok || rd.ReadBatch() <= 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "ReadsUnsupported", "this vendor's client cannot read users back"
+	case refused:
+		c.Status, c.Reason = metav1.ConditionFalse, "ReadsRefused"
+		c.Message = planner.Truncate("the vendor refuses reads, so drift detection is off for this provider (writes go on): "+why, maxConditionMessage)
+	case every == 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "Disabled", "spec.driftDetection.interval is 0s: users are not read back"
+	default:
+		c.Reason = "Verifying"
+		c.Message = fmt.Sprintf("users are read back and compared every %s", every)
+	}
+	meta.SetStatusCondition(&st.Conditions, c)
+}
