@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -53,7 +54,23 @@ var _ = Describe("Status budget", func() {
 		Eventually(func() error {
 			cur := getSync(ns, sync.Name)
 			cur.Status.Results = results
-			cur.Status.Summary = usersv1.Summary{Desired: usersv1.MaxRecords, Failed: usersv1.MaxRecords}
+			cur.Status.Summary = usersv1.Summary{Desired: usersv1.MaxRecords, Failed: usersv1.MaxRecords, Drifted: usersv1.MaxRecords}
+			// Every provider line at its longest, drift detection's time
+			// included, and every condition.
+			cur.Status.Providers = nil
+			for _, r := range refs {
+				cur.Status.Providers = append(cur.Status.Providers, usersv1.ProviderSyncStatus{Provider: r.String(),
+					ObservedGeneration: 1 << 40, Reason: pad(usersv1.ReasonDeletionUnsupported, 48),
+					Message: strings.Repeat("m", 1024), LastSyncTime: &now, LastVerifiedTime: &now})
+			}
+			// Ready, Degraded and Drifted may carry a provider line's or a
+			// record's message (at most maxConditionMessage); Progressing
+			// and Suspended have fixed short forms.
+			for t, n := range map[string]int{usersv1.ConditionReady: maxConditionMessage, usersv1.ConditionDegraded: maxConditionMessage,
+				usersv1.ConditionDrifted: maxConditionMessage, usersv1.ConditionProgressing: 128, usersv1.ConditionSuspended: 128} {
+				meta.SetStatusCondition(&cur.Status.Conditions, metav1.Condition{Type: t, Status: metav1.ConditionFalse,
+					Reason: pad("Reason", 48), Message: strings.Repeat("m", n), ObservedGeneration: 1 << 40})
+			}
 			return k8s.Status().Update(ctx, cur)
 		}, 60*time.Second, 100*time.Millisecond).Should(Succeed())
 

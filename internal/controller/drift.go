@@ -43,8 +43,8 @@ import (
 // spec.driftDetection.interval says otherwise.
 const DefaultDriftInterval = time.Hour
 
-// readChunk is how many read calls a pass sends between two checks for a
-// change of the provider's UserSyncs.
+// readChunk is how many one-user reads a pass sends between two checks for
+// a change of the provider's UserSyncs (the Readers keep 4 in flight).
 const readChunk = 4
 
 // driftInterval is the provider's verification interval; 0 when reads are
@@ -128,49 +128,31 @@ type driftTally struct {
 	bySync map[int]int
 }
 
+// pass is one verification pass under way.
+type pass struct {
+	r     *ProviderReconciler
+	ctx   context.Context
+	l     *loop
+	in    *planner.Input
+	rd    providers.Reader
+	batch []passTarget
+	t     driftTally
+}
+
+// passTarget is user ui of sync si.
+type passTarget struct{ si, ui int }
+
 // verifyPass reads the users of in back and folds what it finds into
 // in.Syncs[*].Records. complete is false when the pass stopped early.
-func (r *ProviderReconciler) verifyPass(ctx context.Context, l *loop, in *planner.Input) (t driftTally, complete bool) {
-	rd := l.vendor.(providers.Reader)
-	t.bySync = map[int]int{}
-	type target struct{ si, ui int }
-	var batch []target
-	flush := func() bool {
-		if len(batch) == 0 {
-			return true
-		}
-		reqs := make([]providers.ReadRequest, len(batch))
-		for i, tg := range batch {
-			s := &in.Syncs[tg.si]
-			key := s.Users[tg.ui].User.Key
-			reqs[i] = providers.ReadRequest{ID: strconv.Itoa(i), ExternalID: s.Records[key].ExternalID,
-				User: toProviderUser(&l.syncs[tg.si].obj.Spec.Users[tg.ui])}
-		}
-		vctx := providers.WithObserver(ctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
-		obs, err := rd.Read(vctx, reqs)
-		if err != nil {
-			return false
-		}
-		t.read += len(reqs)
-		for _, o := range obs {
-			i, err := strconv.Atoi(o.ID)
-			if err != nil || i < 0 || i >= len(batch) {
-				continue
-			}
-			tg := batch[i]
-			if kind := foldObservation(&in.Syncs[tg.si], in.Syncs[tg.si].Users[tg.ui].User.Key, o, l.vendorName()); kind != "" {
-				t.bySync[tg.si]++
-				if kind == planner.ReasonMissing {
-					t.missing++
-				} else {
-					t.changed++
-				}
-			}
-		}
-		batch = batch[:0]
-		return ctx.Err() == nil && !r.changed.isSet(l.key)
+func (r *ProviderReconciler) verifyPass(ctx context.Context, l *loop, in *planner.Input) (driftTally, bool) {
+	p := &pass{r: r, ctx: ctx, l: l, in: in, rd: l.vendor.(providers.Reader), t: driftTally{bySync: map[int]int{}}}
+	// A change of a UserSync stops the pass after the read call under way:
+	// one call of a batch vendor, or the few one-user calls a Reader keeps
+	// in flight together.
+	size := p.rd.ReadBatch()
+	if size == 1 {
+		size = readChunk
 	}
-	size := rd.ReadBatch() * readChunk
 	for si := range in.Syncs {
 		s := &in.Syncs[si]
 		v := l.syncs[si]
@@ -184,13 +166,52 @@ func (r *ProviderReconciler) verifyPass(ctx context.Context, l *loop, in *planne
 				(rec.State != planner.StateSynced && rec.State != planner.StateDrifted) {
 				continue
 			}
-			batch = append(batch, target{si, ui})
-			if len(batch) == size && !flush() {
-				return t, false
+			p.batch = append(p.batch, passTarget{si, ui})
+			if len(p.batch) == size && !p.flush() {
+				return p.t, false
 			}
 		}
 	}
-	return t, flush()
+	return p.t, p.flush()
+}
+
+// flush reads the batch and folds what it found; false when the pass must
+// stop (the read failed as a whole, the loop is cancelled, or a UserSync of
+// the provider changed).
+func (p *pass) flush() bool {
+	if len(p.batch) == 0 {
+		return true
+	}
+	reqs := make([]providers.ReadRequest, len(p.batch))
+	for i, tg := range p.batch {
+		s := &p.in.Syncs[tg.si]
+		reqs[i] = providers.ReadRequest{ID: strconv.Itoa(i), ExternalID: s.Records[s.Users[tg.ui].User.Key].ExternalID,
+			User: toProviderUser(&p.l.syncs[tg.si].obj.Spec.Users[tg.ui])}
+	}
+	vctx := providers.WithObserver(p.ctx, metricLabels{provider: p.l.key.index(), vendor: string(p.l.provider.spec.Type)})
+	obs, err := p.rd.Read(vctx, reqs)
+	if err != nil {
+		return false
+	}
+	p.t.read += len(reqs)
+	for _, o := range obs {
+		i, err := strconv.Atoi(o.ID)
+		if err != nil || i < 0 || i >= len(p.batch) {
+			continue
+		}
+		tg := p.batch[i]
+		s := &p.in.Syncs[tg.si]
+		switch foldObservation(s, s.Users[tg.ui].User.Key, o, p.l.vendorName()) {
+		case planner.ReasonMissing:
+			p.t.bySync[tg.si]++
+			p.t.missing++
+		case planner.ReasonChanged:
+			p.t.bySync[tg.si]++
+			p.t.changed++
+		}
+	}
+	p.batch = p.batch[:0]
+	return p.ctx.Err() == nil && !p.r.changed.isSet(p.l.key)
 }
 
 // vendorName names the provider's vendor in record messages.
@@ -328,4 +349,29 @@ func setVerifying(l *loop, st *usersv1.ProviderStatus) {
 		c.Message = fmt.Sprintf("users are read back and compared every %s", every)
 	}
 	meta.SetStatusCondition(&st.Conditions, c)
+}
+
+// countOrphans counts, after a complete pass, the vendor's users that carry
+// this provider's identity and that no UserSync declares (status.orphans),
+// where the vendor can tell. A failure leaves the count as it was.
+func (r *ProviderReconciler) countOrphans(ctx context.Context, l *loop, in planner.Input) {
+	oc, ok := l.vendor.(providers.OrphanCounter)
+	if !ok {
+		return
+	}
+	declared := map[string]bool{}
+	for si := range in.Syncs {
+		for _, d := range in.Syncs[si].Users {
+			if d.Identity != "" {
+				declared[d.Identity] = true
+			}
+		}
+	}
+	vctx := providers.WithObserver(ctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
+	n, known, err := oc.CountOrphans(vctx, declared)
+	if err != nil || !known {
+		return
+	}
+	c := int32(n)
+	l.orphans = &c
 }

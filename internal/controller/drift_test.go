@@ -91,6 +91,59 @@ var _ = Describe("Drift detection", func() {
 		Expect(condition(getSync(ns, "team").Status.Conditions, usersv1.ConditionDrifted).Status).To(Equal(metav1.ConditionFalse))
 	})
 
+	It("counts the users that carry the provider's idProperty and that no UserSync declares, and deletes none", func() {
+		em := hubspotProvider(ns, "hs", hsemu.Options{UniqueProperties: []string{"k8s_key"}}, func(s *usersv1.ProviderSpec) {
+			everySecond(s)
+			s.HubSpot = &usersv1.HubSpotOptions{IDProperty: "k8s_key"}
+		})
+		for _, k := range []string{"gone-1", "gone-2", "gone-3"} {
+			em.Put(map[string]string{"k8s_key": k, "hs_email": k + "@example.com"})
+		}
+		em.Put(map[string]string{"hs_email": "someone@example.com"}) // not this provider's
+		newSync(ns, "team", users(10, "o"), ref("hs"))
+		Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
+		Eventually(func() *int32 { return providerStatus(ns).Orphans }, 20*time.Second).Should(HaveValue(Equal(int32(3))))
+		Expect(em.Users()).To(HaveLen(14), "orphans are reported, never deleted")
+	})
+
+	It("answers a write that arrives mid-pass within one read call", func() {
+		// 1,000 users on two UserSyncs; every HubSpot answer takes 150 ms,
+		// so a pass of 10 batch reads lasts 1.5 s.
+		em := hubspotProvider(ns, "hs", hsemu.Options{Latency: 150 * time.Millisecond}, func(s *usersv1.ProviderSpec) {
+			s.DriftDetection = &usersv1.DriftDetection{Interval: &metav1.Duration{Duration: 3 * time.Second}}
+		})
+		newSync(ns, "a", users(500, "a"), ref("hs"))
+		newSync(ns, "b", users(500, "b"), ref("hs"))
+		Eventually(readyStatus(ns, "a"), 60*time.Second).Should(Equal("True/Synced"))
+		Eventually(readyStatus(ns, "b"), 60*time.Second).Should(Equal("True/Synced"))
+		em.ResetCounters()
+		// Wait until a pass is under way (its third read), then change a user.
+		Eventually(func() int { return em.Calls(hsemu.EndpointRead) }, 20*time.Second, 10*time.Millisecond).Should(BeNumerically(">=", 3))
+		updateSync(ns, "b", func(us *usersv1.UserSync) {
+			us.Spec.Users[7].Attributes["team"] = usersv1.StringValue("moved")
+		})
+		// The API server has stored the change (validating 500 users takes
+		// it a moment): from here the operator is told within a watch
+		// event's latency.
+		changed := time.Now()
+		Eventually(func() int { return em.Calls(hsemu.EndpointUpdate) }, 10*time.Second, 10*time.Millisecond).Should(Equal(1))
+		var readsAfter int
+		var update time.Time
+		for _, c := range em.Log() {
+			switch {
+			case c.Endpoint == hsemu.EndpointUpdate && update.IsZero():
+				update = c.At
+			case c.Endpoint == hsemu.EndpointRead && c.At.After(changed) && update.IsZero():
+				readsAfter++
+			}
+		}
+		GinkgoWriter.Printf("the write was sent %s after the change, after %d read calls\n", update.Sub(changed), readsAfter)
+		// One read may be under way when the change is stored, and one may
+		// start before its watch event reaches the operator; a pass that
+		// did not yield would read the 5 to 7 calls left of it first.
+		Expect(readsAfter).To(BeNumerically("<=", 2), "the pass went on reading before the write")
+	})
+
 	It("reads nothing for a UserSync under Ignore", func() {
 		em, ids := converge(20, usersv1.DriftIgnore)
 		em.ResetCounters()

@@ -11,7 +11,14 @@ import (
 )
 
 // An idle loop is one that sent nothing to the vendor and wrote nothing to
-// the API server. Planning is a pure function of the loop's inputs and the
+// the API server.
+//
+// One input is the clock alone: a drift detection pass (drift.go) comes due
+// when spec.driftDetection.interval has passed since the last one, whatever
+// the other inputs. A loop for which a pass is due is never skipped, and an
+// idle loop is remembered only until the earlier of its next record retry
+// and its next pass. Between passes the idle resync of unchanged users
+// costs what it did. Planning is a pure function of the loop's inputs and the
 // time, so a loop whose inputs are those of the previous, idle, loop, and
 // for which no record retry has come due, would be idle too: it is skipped
 // before anything is planned. This is what makes a resync of 100,000

@@ -69,6 +69,9 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 		st.LastVerifiedTime = &t
 		r.verified.set(l.key.index(), l.verifiedAt)
 	}
+	if l.orphans != nil {
+		st.Orphans = l.orphans
+	}
 	deleting, held := countProviderRecords(st, l, outcomes)
 	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting, held)
 	r.setProviderConditions(l, st, stats)

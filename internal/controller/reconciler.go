@@ -140,6 +140,8 @@ type loop struct {
 	nextVerify     time.Time
 	verifiedAt     time.Time
 	verifiedBefore time.Time
+	// orphans, when not nil, is what the pass counted (status.orphans).
+	orphans *int32
 	// wrote counts the API writes the loop made.
 	wrote atomic.Int32
 }
@@ -252,6 +254,7 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 		t, complete := r.verifyPass(ctx, l, &in)
 		if complete {
 			l.verifiedAt = r.Clock.Now()
+			r.countOrphans(ctx, l, in)
 		}
 		if t.changed+t.missing > 0 {
 			r.reportDrift(l, in, t)

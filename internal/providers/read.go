@@ -76,3 +76,12 @@ type Observation struct {
 type ReadRefusal interface {
 	ReadsRefused() (refused bool, why string)
 }
+
+// OrphanCounter is implemented by a Reader whose users carry the
+// provider's identity (HubSpot's idProperty, Propel's source): it counts
+// the users the vendor holds with that identity whose identity value is not
+// in declared (as Client.Identity gives them). ok is false when the vendor
+// cannot tell for this configuration. Orphans are reported, never deleted.
+type OrphanCounter interface {
+	CountOrphans(ctx context.Context, declared map[string]bool) (n int, ok bool, err error)
+}

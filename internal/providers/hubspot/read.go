@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,4 +168,48 @@ func sameValue(prop, want, got string) bool {
 		}
 	}
 	return false
+}
+
+var _ providers.OrphanCounter = (*Client)(nil)
+
+// CountOrphans implements providers.OrphanCounter: with an idProperty it
+// pages through the users (GET, 100 a page, only that property) and counts
+// those that carry a value no UserSync declares. Without one HubSpot users
+// carry nothing of this provider's: ok is false.
+func (c *Client) CountOrphans(ctx context.Context, declared map[string]bool) (int, bool, error) {
+	if c.idProperty == "" {
+		return 0, false, nil
+	}
+	n, after := 0, ""
+	for {
+		path := "?limit=100&archived=false&properties=" + url.QueryEscape(c.idProperty)
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodGet, Path: path, Idempotent: true, Endpoint: "list"})
+		if err != nil {
+			return 0, false, err
+		}
+		if resp.Status != http.StatusOK {
+			e := errorOf(resp.Status, resp.Body)
+			return 0, false, fmt.Errorf("HubSpot answered HTTP %d to a list of users: %s", resp.Status, e.text())
+		}
+		var page searchResponse
+		if err := json.Unmarshal(resp.Body, &page); err != nil {
+			return 0, false, fmt.Errorf("HubSpot's list of users could not be read")
+		}
+		for _, o := range page.Results {
+			v := o.prop(c.idProperty)
+			if c.idFrom == IDFromEmail {
+				v = strings.ToLower(v)
+			}
+			if v != "" && !declared[v] {
+				n++
+			}
+		}
+		if page.Paging == nil || page.Paging.Next == nil || page.Paging.Next.After == "" || string(page.Paging.Next.After) == after {
+			return n, true, nil
+		}
+		after = string(page.Paging.Next.After)
+	}
 }
