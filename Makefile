@@ -104,11 +104,13 @@ bench-go: ## Go benchmarks of the planner and the vendor clients at 1k, 10k and 
 ##@ Demo
 .PHONY: demo
 demo: manifests envtest ## Run the operator locally against a local control plane and the vendor emulators; Ctrl-C stops it.
-	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go run ./hack/demo
+	@./hack/go-build.sh demo -o $(LOCALBIN)/demo ./hack/demo
+	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" $(LOCALBIN)/demo
 
 .PHONY: demo-check
 demo-check: manifests envtest ## Run the demo non-interactively until it converges (CI).
-	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" go run ./hack/demo --exit-when-converged --timeout 3m --kubeconfig-out bin/demo-check.kubeconfig | tee bin/demo-check.log
+	@./hack/go-build.sh demo -o $(LOCALBIN)/demo ./hack/demo
+	KUBEBUILDER_ASSETS="$$(./hack/setup-envtest.sh)" $(LOCALBIN)/demo --exit-when-converged --timeout 3m --kubeconfig-out bin/demo-check.kubeconfig | tee bin/demo-check.log
 	@grep -q '^==> converged in' bin/demo-check.log
 	@grep -q 'Failed record: UserSync default/sales-team, provider UserProvider/hubspot, user quinn' bin/demo-check.log
 
@@ -173,3 +175,4 @@ $(GOLANGCI_LINT):
 	@mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(LOCALBIN)/golangci-lint $@
+

@@ -6,16 +6,21 @@
 #   1. KUBECTL, if it is set and executable;
 #   2. a cached build in bin/k8s/<version>/ (next to kube-apiserver);
 #   3. a build of k8s.io/kubernetes/cmd/kubectl from the Go module proxy
-#      (the module hack/setup-envtest.sh builds kube-apiserver from), about
-#      2 minutes on 2 cores, cached in bin/k8s/<version>/.
+#      (the module hack/setup-envtest.sh builds kube-apiserver from), a few
+#      minutes on 2 cores, cached in bin/k8s/<version>/.
 # A kubectl on PATH is not used: its version is whatever the machine has.
+#
+# stdout is the path alone; a build prints a line per step with the time
+# since the start on stderr (hack/lib/progress.sh); a cached kubectl prints
+# nothing.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.37.1}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${ROOT}/bin/k8s/${K8S_VERSION}-$(go env GOOS)-$(go env GOARCH)"
-
-log() { echo "setup-kubectl: $*" >&2; }
+# shellcheck source=hack/lib/progress.sh
+source "${ROOT}/hack/lib/progress.sh"
+progress_init setup-kubectl
 
 if [ -n "${KUBECTL:-}" ] && [ -x "${KUBECTL}" ]; then
   echo "${KUBECTL}"; exit 0
@@ -26,42 +31,52 @@ fi
 mkdir -p "${DEST}"
 # The lock hack/setup-envtest.sh takes: one build at a time in bin/k8s.
 exec 9>"${DEST}.lock"
-flock 9
+if ! flock -n 9; then
+  waited=$(progress_now)
+  say "waiting for another build in bin/k8s to finish (it holds ${DEST#"${ROOT}"/}.lock)..."
+  flock 9
+  say "the other build finished; waited $(progress_duration $(($(progress_now) - waited)))"
+fi
 if [ -x "${DEST}/kubectl" ]; then
   echo "${DEST}/kubectl"; exit 0
 fi
 
 work="$(mktemp -d)"
-trap 'rm -rf "${work}"' EXIT
+trap 'rc=$?; rm -rf "${work}"; progress_exit "${rc}"' EXIT
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
-log "building kubectl v${K8S_VERSION} (about 2 minutes the first time)"
-(
-  cd "${work}"
-  go mod init envtest/kubectl >/dev/null 2>&1
-  # k8s.io/kubernetes replaces its staging modules with ./staging/src/...;
-  # a dependent module must replace each with the published v0.x release.
-  gomod=$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  staging="v0.${K8S_VERSION#1.}"
-  {
-    echo "require k8s.io/kubernetes v${K8S_VERSION}"
-    echo "replace ("
-    sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\t\1 => \1 '"${staging}"'#p' "${gomod}"
-    echo ")"
-  } >> go.mod
-  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubectl"\n' > tools.go
-  go mod tidy >/dev/null
-  # The version k8s.io/kubernetes' build stamps (kubectl version, and its
-  # version-skew warning, read it).
-  v="v${K8S_VERSION}" minor="${K8S_VERSION#*.}"
-  ldflags="-s -w"
-  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    ldflags+=" -X ${pkg}.gitVersion=${v} -X ${pkg}.gitMajor=${K8S_VERSION%%.*} -X ${pkg}.gitMinor=${minor%%.*}"
-  done
-  # Build beside it and rename: a killed build leaves no half-written
-  # kubectl that the next run would take as cached.
-  go build -trimpath -ldflags "${ldflags}" -o "${DEST}/kubectl.partial" k8s.io/kubernetes/cmd/kubectl
-  mv "${DEST}/kubectl.partial" "${DEST}/kubectl"
-)
-[ -x "${DEST}/kubectl" ] || { log "build finished without ${DEST}/kubectl"; exit 1; }
+label="kubectl v${K8S_VERSION}"
+cd "${work}"
+begin "${label}" "downloading k8s.io/kubernetes and its dependencies"
+quiet go mod init envtest/kubectl
+# k8s.io/kubernetes replaces its staging modules with ./staging/src/...;
+# a dependent module must replace each with the published v0.x release.
+# (go mod download -json reports a failure in its JSON, on stdout.)
+if ! json=$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}"); then
+  printf '%s\n' "${json}" >&2; exit 1
+fi
+gomod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"${json}")
+staging="v0.${K8S_VERSION#1.}"
+{
+  echo "require k8s.io/kubernetes v${K8S_VERSION}"
+  echo "replace ("
+  sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\t\1 => \1 '"${staging}"'#p' "${gomod}"
+  echo ")"
+} >> go.mod
+printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubectl"\n' > tools.go
+quiet go mod tidy
+end downloaded
+# The version k8s.io/kubernetes' build stamps (kubectl version, and its
+# version-skew warning, read it).
+v="v${K8S_VERSION}" minor="${K8S_VERSION#*.}"
+ldflags="-s -w"
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  ldflags+=" -X ${pkg}.gitVersion=${v} -X ${pkg}.gitMajor=${K8S_VERSION%%.*} -X ${pkg}.gitMinor=${minor%%.*}"
+done
+# Build beside it and rename: a killed build leaves no half-written
+# kubectl that the next run would take as cached.
+go_build "${label}" "a few minutes on 2 cores" k8s.io/kubernetes/cmd/kubectl \
+  -trimpath -ldflags "${ldflags}" -o "${DEST}/kubectl.partial"
+mv "${DEST}/kubectl.partial" "${DEST}/kubectl"
+[ -x "${DEST}/kubectl" ] || { say "build finished without ${DEST}/kubectl"; exit 1; }
 echo "${DEST}/kubectl"
