@@ -9,9 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
+	propemu "github.com/usersync/usersync-operator/internal/providers/propel/emulator"
+	ucemu "github.com/usersync/usersync-operator/internal/providers/usercom/emulator"
 )
 
 // everySecond verifies the provider's users every second.
@@ -185,4 +188,58 @@ var _ = Describe("Drift detection", func() {
 		Expect(getSync(ns, "team").Status.Summary.Drifted).To(BeZero())
 		Expect(providerStatus(ns).LastVerifiedTime.After(first.Time)).To(BeTrue())
 	})
+})
+
+// setDriftEverySecond makes the UserProvider name of ns verify every second.
+func setDriftEverySecond(ns, name string) {
+	Eventually(func() error {
+		p := &usersv1.UserProvider{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+			return err
+		}
+		everySecond(&p.Spec)
+		return k8s.Update(ctx, p)
+	}, 10*time.Second).Should(Succeed())
+}
+
+// The same corrections on the vendors that read one user a call.
+var _ = Describe("Drift detection on user.com and Propel", func() {
+	DescribeTable("corrects an edited user and re-creates a deleted one",
+		func(start func(ns string) (name string, edit func(key string) bool, remove func(key string) bool)) {
+			ns := newNamespace(nil)
+			name, edit, remove := start(ns)
+			newSync(ns, "team", users(10, "v"), ref(name))
+			Eventually(readyStatus(ns, "team"), 30*time.Second).Should(Equal("True/Synced"))
+			before := resultOf(getSync(ns, "team"), "UserProvider/"+name, "v4").ExternalID
+			setDriftEverySecond(ns, name)
+			Expect(edit("v3")).To(BeTrue())
+			Expect(remove("v4")).To(BeTrue())
+			rec := func(key string) func() string {
+				return func() string {
+					r := resultOf(getSync(ns, "team"), "UserProvider/"+name, key)
+					if r == nil {
+						return ""
+					}
+					return r.Action
+				}
+			}
+			Eventually(rec("v3"), 30*time.Second).Should(Equal(usersv1.ActionCorrected))
+			Eventually(rec("v4"), 30*time.Second).Should(Equal(usersv1.ActionRecreated))
+			Eventually(readyStatus(ns, "team"), 10*time.Second).Should(Equal("True/Synced"))
+			GinkgoWriter.Printf("%s: v4 was %s, re-created as %s\n", name, before,
+				resultOf(getSync(ns, "team"), "UserProvider/"+name, "v4").ExternalID)
+		},
+		Entry("user.com", func(ns string) (string, func(string) bool, func(string) bool) {
+			em := usercomProvider(ns, "usercom", ucemu.Options{Attributes: map[string]string{"team": ucemu.TypeString}}, 50)
+			return "usercom",
+				func(key string) bool { return em.EditUser(key, map[string]any{"first_name": "Someone else"}) },
+				em.DeleteUser
+		}),
+		Entry("Propel", func(ns string) (string, func(string) bool, func(string) bool) {
+			em := propelProvider(ns, propemu.Options{})
+			return "propel",
+				func(key string) bool { return em.EditUser("k8s-e2e", key, map[string]any{"firstName": "Someone else"}) },
+				func(key string) bool { return em.DeleteUser("k8s-e2e", key) }
+		}),
+	)
 })
