@@ -86,3 +86,24 @@ const AnnotationApproveDeletions = "users.usersync.io/approve-deletions"
 
 // ReasonDeletionHeld: a mass deletion waits for approval.
 const ReasonDeletionHeld = "DeletionHeld"
+
+// AnnotationApprovePlan on a UserSync in mode Plan applies exactly the
+// plan whose token it holds (several tokens, one per provider, separated by
+// commas). A token that no longer matches applies nothing.
+const AnnotationApprovePlan = "users.usersync.io/approve-plan"
+
+// Plan mode: the Planned condition, the record reason, and the condition's
+// reasons.
+const (
+	// ConditionPlanned: UserSync in mode Plan, changes wait for approval.
+	ConditionPlanned = "Planned"
+	// ReasonPlanned: a record's write waits for the plan's approval.
+	ReasonPlanned = "Planned"
+	// ReasonAwaitingApproval: the Planned condition, changes wait.
+	ReasonAwaitingApproval = "AwaitingApproval"
+	// ReasonApprovalStale: the approve-plan annotation names a plan that
+	// is no longer the current one; nothing was applied.
+	ReasonApprovalStale = "ApprovalStale"
+	// ReasonNothingPlanned: no change waits.
+	ReasonNothingPlanned = "NothingPlanned"
+)

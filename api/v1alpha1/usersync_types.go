@@ -165,6 +165,48 @@ type UserSyncSpec struct {
 	// +optional
 	// +kubebuilder:default=Correct
 	DriftPolicy DriftPolicy `json:"driftPolicy,omitempty"`
+
+	// mode is Apply (default: every change is written) or Plan: each loop
+	// computes what it would send (creates, updates, deletions, drift
+	// corrections) and sends none of it; status.plan shows it per provider
+	// with a token, and the annotation users.usersync.io/approve-plan=<token>
+	// applies exactly that plan once. Setting Apply applies everything.
+	// +optional
+	// +kubebuilder:default=Apply
+	Mode SyncMode `json:"mode,omitempty"`
+}
+
+// SyncMode says whether a UserSync's changes are written or only planned.
+// +kubebuilder:validation:Enum=Apply;Plan
+type SyncMode string
+
+// Values of UserSyncSpec.Mode.
+const (
+	ModeApply SyncMode = "Apply"
+	ModePlan  SyncMode = "Plan"
+)
+
+// ProviderPlan is what applying a UserSync in mode Plan would send to one
+// provider.
+type ProviderPlan struct {
+	// provider is "<kind>/<name>".
+	// +kubebuilder:validation:MaxLength=84
+	Provider string `json:"provider"`
+	// creates, updates and deletes count the records the apply would write.
+	Creates int32 `json:"creates"`
+	Updates int32 `json:"updates"`
+	Deletes int32 `json:"deletes"`
+	// calls is the number of vendor calls the apply would take, given the
+	// vendor's batch packing.
+	Calls int32 `json:"calls"`
+	// estimatedDuration is how long those calls take at least under the
+	// provider's rate limit.
+	// +optional
+	EstimatedDuration *metav1.Duration `json:"estimatedDuration,omitempty"`
+	// token names exactly this set of changes (and the spec generation):
+	// users.usersync.io/approve-plan=<token> applies it.
+	// +kubebuilder:validation:MaxLength=16
+	Token string `json:"token"`
 }
 
 // DriftPolicy says what a UserSync does with users found different at the
@@ -329,6 +371,14 @@ type UserSyncStatus struct {
 	// +optional
 	// +listType=atomic
 	Providers []ProviderSyncStatus `json:"providers,omitempty"`
+
+	// plan, under mode Plan, says per provider what applying would send,
+	// with the token that approves it.
+	// +optional
+	// +listType=map
+	// +listMapKey=provider
+	// +kubebuilder:validation:MaxItems=8
+	Plan []ProviderPlan `json:"plan,omitempty"`
 
 	// results holds one record per (provider, user key).
 	// +optional

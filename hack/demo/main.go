@@ -1,7 +1,9 @@
 // Command demo runs usersync-operator locally: a control plane (the envtest
 // kube-apiserver and etcd from bin/k8s), the vendor emulators on loopback,
 // and the operator; it applies config/samples and prints the UserSyncs'
-// status until they converge, then keeps running until Ctrl-C.
+// status until they converge, then changes two users in the HubSpot
+// emulator behind the operator's back and waits for the operator to correct
+// them (drift detection), then keeps running until Ctrl-C.
 //
 // Usage: make demo   (or: go run ./hack/demo -h)
 package main
@@ -50,6 +52,8 @@ func main() {
 		latency     = flag.Duration("latency", 20*time.Millisecond, "Latency the emulators add to every request.")
 		exitDone    = flag.Bool("exit-when-converged", false, "Exit 0 once every UserSync converged (for CI), instead of waiting for Ctrl-C.")
 		timeout     = flag.Duration("timeout", 3*time.Minute, "Give up (exit 1) when not converged by then.")
+		driftEvery  = flag.Duration("drift-interval", 10*time.Second, "spec.driftDetection.interval the demo sets on the providers it applies; 0 leaves the samples' (1h) and skips the drift step.")
+		driftWait   = flag.Duration("drift-timeout", time.Minute, "Give up (exit 1) when the operator has not corrected the demo's drift by then.")
 		verbose     = flag.Bool("v", false, "Show the operator's logs.")
 	)
 	flag.Parse()
@@ -59,7 +63,8 @@ func main() {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr, usercom: *usercomAddr}, *latency, *exitDone, *timeout)
+	err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr, usercom: *usercomAddr}, *latency, *exitDone, *timeout,
+		driftOptions{interval: *driftEvery, timeout: *driftWait})
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -70,7 +75,11 @@ func main() {
 // emulatorAddrs are the loopback addresses the samples' endpoints name.
 type emulatorAddrs struct{ hubspot, propel, usercom string }
 
-func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, latency time.Duration, exitDone bool, timeout time.Duration) error {
+// driftOptions set the drift step: the providers' verification interval
+// (0: no drift step) and how long the operator has to correct the drift.
+type driftOptions struct{ interval, timeout time.Duration }
+
+func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, latency time.Duration, exitDone bool, timeout time.Duration, drift driftOptions) error {
 	start := time.Now()
 	// say prints a progress line: what the demo starts doing, and when
 	// (seconds since it began).
@@ -172,7 +181,7 @@ func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, l
 		return err
 	}
 	say("applying " + samples)
-	if err := applyDir(ctx, c, samples); err != nil {
+	if err := applyDir(ctx, c, samples, drift.interval); err != nil {
 		return err
 	}
 	say("waiting for the UserSyncs to converge (their status every second)")
@@ -204,6 +213,12 @@ func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, l
 	fmt.Printf("==> converged in %s\n", time.Since(start).Round(100*time.Millisecond))
 	if err := printFailures(ctx, c); err != nil {
 		return err
+	}
+	if drift.interval > 0 {
+		fmt.Println()
+		if err := showDrift(ctx, c, em, say, drift.interval, drift.timeout, mgrErr); err != nil || ctx.Err() != nil {
+			return err
+		}
 	}
 	fmt.Printf("\nLook around with:\n  kubectl --kubeconfig %s get usersyncs,userproviders -A\n  kubectl --kubeconfig %s describe usersync platform-team\n", kubeconfig, kubeconfig)
 	if exitDone {
@@ -275,8 +290,12 @@ func printFailures(ctx context.Context, c client.Client) error {
 }
 
 // applyDir creates every object of every YAML file of dir in namespace
-// default (cluster-scoped objects stay cluster-scoped).
-func applyDir(ctx context.Context, c client.Client, dir string) error {
+// default (cluster-scoped objects stay cluster-scoped). A non-zero
+// driftInterval is set as every provider's spec.driftDetection.interval:
+// the samples are also what users apply against real vendors, so they keep
+// the default (1h), and the demo alone verifies often enough to show a
+// correction within seconds.
+func applyDir(ctx context.Context, c client.Client, dir string, driftInterval time.Duration) error {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		return err
@@ -305,6 +324,12 @@ func applyDir(ctx context.Context, c client.Client, dir string) error {
 			}
 			if len(obj.Object) == 0 {
 				continue
+			}
+			if gvk := obj.GroupVersionKind(); driftInterval > 0 && gvk.Group == usersv1.GroupVersion.Group &&
+				(gvk.Kind == "UserProvider" || gvk.Kind == "ClusterUserProvider") {
+				if err := unstructured.SetNestedField(obj.Object, driftInterval.String(), "spec", "driftDetection", "interval"); err != nil {
+					return fmt.Errorf("%s: %w", f, err)
+				}
 			}
 			if !strings.HasPrefix(obj.GetKind(), "Cluster") && obj.GetKind() != "Namespace" && obj.GetNamespace() == "" {
 				obj.SetNamespace("default")

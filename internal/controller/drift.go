@@ -81,6 +81,11 @@ func (r *ProviderReconciler) verifyDue(l *loop) (bool, time.Time) {
 		last = t.Time
 	}
 	l.verifiedBefore = last
+	// A pass the vendor failed verified nothing, but the next try waits an
+	// interval too: an outage is not hammered with reads.
+	if t := r.verified.get(failedKey(l.key.index())); t.After(last) {
+		last = t
+	}
 	if last.IsZero() {
 		return true, l.now
 	}
@@ -110,6 +115,9 @@ func (v *verifiedTimes) set(provider string, t time.Time) {
 	v.m[provider] = t
 }
 
+// failedKey is where verifiedTimes keeps a provider's last failed pass.
+func failedKey(provider string) string { return provider + "\x00failed" }
+
 // changedKeys marks the providers whose UserSyncs changed since their loop
 // began: a verification pass stops for them.
 type changedKeys struct{ m sync.Map }
@@ -137,14 +145,28 @@ type pass struct {
 	rd    providers.Reader
 	batch []passTarget
 	t     driftTally
+	// failed: a read call answered nothing for sure (the vendor is down,
+	// throttles, or answers garbage): the pass stops.
+	failed bool
 }
 
 // passTarget is user ui of sync si.
 type passTarget struct{ si, ui int }
 
 // verifyPass reads the users of in back and folds what it finds into
-// in.Syncs[*].Records. complete is false when the pass stopped early.
+// in.Syncs[*].Records. complete is false when the pass stopped early; a
+// pass stopped by a read call that answered nothing for sure is recorded as
+// failed, and tried again an interval later.
 func (r *ProviderReconciler) verifyPass(ctx context.Context, l *loop, in *planner.Input) (driftTally, bool) {
+	t, complete, failed := r.runPass(ctx, l, in)
+	if failed {
+		r.verified.set(failedKey(l.key.index()), r.Clock.Now())
+		l.verifyFailed = true
+	}
+	return t, complete
+}
+
+func (r *ProviderReconciler) runPass(ctx context.Context, l *loop, in *planner.Input) (driftTally, bool, bool) {
 	p := &pass{r: r, ctx: ctx, l: l, in: in, rd: l.vendor.(providers.Reader), t: driftTally{bySync: map[int]int{}}}
 	// A change of a UserSync stops the pass after the read call under way:
 	// one call of a batch vendor, or the few one-user calls a Reader keeps
@@ -168,11 +190,12 @@ func (r *ProviderReconciler) verifyPass(ctx context.Context, l *loop, in *planne
 			}
 			p.batch = append(p.batch, passTarget{si, ui})
 			if len(p.batch) == size && !p.flush() {
-				return p.t, false
+				return p.t, false, p.failed
 			}
 		}
 	}
-	return p.t, p.flush()
+	done := p.flush()
+	return p.t, done, p.failed
 }
 
 // flush reads the batch and folds what it found; false when the pass must
@@ -190,7 +213,8 @@ func (p *pass) flush() bool {
 	}
 	vctx := providers.WithObserver(p.ctx, metricLabels{provider: p.l.key.index(), vendor: string(p.l.provider.spec.Type)})
 	obs, err := p.rd.Read(vctx, reqs)
-	if err != nil {
+	if err != nil || answeredNothing(obs) {
+		p.failed = p.ctx.Err() == nil
 		return false
 	}
 	p.t.read += len(reqs)
@@ -300,6 +324,11 @@ func countCorrected(provider string, plan planner.Plan, outcomes []planner.Outco
 // went first, or it stopped early), soon.
 func (l *loop) verifyNext() time.Time {
 	switch {
+	case l.verifyFailed:
+		if every := l.driftInterval(); every > 0 {
+			return l.now.Add(every)
+		}
+		return time.Time{}
 	case !l.verifiedAt.IsZero():
 		if every := l.driftInterval(); every > 0 {
 			return l.verifiedAt.Add(every)
@@ -374,4 +403,15 @@ func (r *ProviderReconciler) countOrphans(ctx context.Context, l *loop, in plann
 	}
 	c := int32(n)
 	l.orphans = &c
+}
+
+// answeredNothing reports whether a read call learnt nothing: every
+// observation Unknown.
+func answeredNothing(obs []providers.Observation) bool {
+	for _, o := range obs {
+		if o.Presence != providers.Unknown {
+			return false
+		}
+	}
+	return len(obs) > 0
 }

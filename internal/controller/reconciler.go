@@ -140,8 +140,12 @@ type loop struct {
 	nextVerify     time.Time
 	verifiedAt     time.Time
 	verifiedBefore time.Time
+	verifyFailed   bool
 	// orphans, when not nil, is what the pass counted (status.orphans).
 	orphans *int32
+	// reviews are the plans of the UserSyncs in mode Plan, by index in
+	// syncs (review.go).
+	reviews map[int]*review
 	// wrote counts the API writes the loop made.
 	wrote atomic.Int32
 }
@@ -258,7 +262,7 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 		}
 		if t.changed+t.missing > 0 {
 			r.reportDrift(l, in, t)
-			plan = planner.Compute(in)
+			plan = r.computeGated(l, &in)
 		}
 	}
 	if err := r.recordCreates(ctx, l, plan); err != nil {
@@ -357,7 +361,9 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			// refuses this namespace: forget the records.
 			s.Delete = false
 		}
-		if r.DeletionGuard != nil && s.Delete {
+		// Under mode Plan the plan's approval is the deletions' approval
+		// (README: Review changes before they reach the vendor).
+		if r.DeletionGuard != nil && s.Delete && us.Spec.Mode != usersv1.ModePlan {
 			g := *r.DeletionGuard
 			g.Approved = us.Annotations[usersv1.AnnotationApproveDeletions]
 			s.Guard = &g
@@ -383,7 +389,7 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 // when they are sent (applyWithAttributes).
 func (r *ProviderReconciler) plan(l *loop) (planner.Input, planner.Plan) {
 	in := r.plannerInput(l)
-	return in, planner.Compute(in)
+	return in, r.computeGated(l, &in)
 }
 
 // desiredUsers converts the spec's users, with their hashes and, when the

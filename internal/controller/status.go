@@ -144,6 +144,12 @@ func setConditions(us *usersv1.UserSync, c recordCounts, p providerLines) {
 		set(usersv1.ConditionDegraded, metav1.ConditionFalse, usersv1.ReasonProvidersHealthy, "no record failed")
 	}
 
+	if pc := plannedCondition(us); pc != nil {
+		meta.SetStatusCondition(&us.Status.Conditions, *pc)
+	} else {
+		meta.RemoveStatusCondition(&us.Status.Conditions, usersv1.ConditionPlanned)
+	}
+
 	if c.firstDrift != nil {
 		set(usersv1.ConditionDrifted, metav1.ConditionTrue, c.firstDrift.Reason,
 			planner.Truncate(fmt.Sprintf("%d users differ at the vendor and are left so (driftPolicy Report); first: %s key %s: %s",
@@ -171,6 +177,9 @@ func readyCondition(us *usersv1.UserSync, c recordCounts, p providerLines) (meta
 	case us.Spec.Suspend && (c.Pending > 0 || c.leftover > 0):
 		return metav1.ConditionFalse, usersv1.ReasonSuspended,
 			fmt.Sprintf("spec.suspend is true: %d records wait", c.Pending+c.leftover)
+	case len(us.Status.Plan) > 0:
+		return metav1.ConditionFalse, usersv1.ReasonPlanned,
+			"spec.mode is Plan: changes wait for approval (see the Planned condition)"
 	case !p.allObserved:
 		return metav1.ConditionFalse, usersv1.ReasonPending,
 			fmt.Sprintf("generation %d is not yet synced by every provider", us.Generation)

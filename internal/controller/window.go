@@ -47,6 +47,13 @@ func (w *windowLimiter) setLimit(limit int, period time.Duration) {
 	w.signal()
 }
 
+// limits returns the limit: requests per period.
+func (w *windowLimiter) limits() (int, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.limit, w.period
+}
+
 // signal wakes every waiter; w.mu is held.
 func (w *windowLimiter) signal() {
 	close(w.wake)

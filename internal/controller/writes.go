@@ -117,9 +117,10 @@ func (r *ProviderReconciler) newStatusWriter(ctx context.Context, l *loop, in pl
 func (w *statusWriter) write(si int, recs map[string]planner.Record) {
 	l, v := w.l, w.l.syncs[si]
 	entry := w.r.providerEntry(l, v, recs)
+	plan := l.planEntry(si)
 	// The rest of the status derives from the providers' records and
 	// entries: when this provider's are as stored, nothing would change.
-	unchanged := providerUnchanged(v.obj, l.key.ref(), recs, entry)
+	unchanged := providerUnchanged(v.obj, l.key.ref(), recs, entry) && samePlan(v.obj, l.key.ref(), plan)
 	if unchanged && v.obj.DeletionTimestamp.IsZero() {
 		return // the steady state: no goroutine, no copy, no write
 	}
@@ -130,7 +131,7 @@ func (w *statusWriter) write(si int, recs map[string]planner.Record) {
 		us := v.obj
 		if !unchanged {
 			var err error
-			us, err = w.r.patchSyncStatus(w.ctx, v.obj, l.key.ref(), recs, entry, w.in.Syncs[si].Users, l.lastVerified())
+			us, err = w.r.patchSyncStatus(w.ctx, v.obj, l.key.ref(), recs, entry, plan, w.in.Syncs[si].Users, l.lastVerified())
 			if err != nil {
 				w.fail(fmt.Errorf("UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err))
 				return
@@ -182,6 +183,35 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 	return e
 }
 
+// samePlan reports whether us's status.plan holds plan as this provider's
+// line (nil: none).
+func samePlan(us *usersv1.UserSync, ref string, plan *usersv1.ProviderPlan) bool {
+	for i := range us.Status.Plan {
+		if us.Status.Plan[i].Provider == ref {
+			return plan != nil && equality.Semantic.DeepEqual(us.Status.Plan[i], *plan)
+		}
+	}
+	return plan == nil
+}
+
+// mergePlan sets this provider's line of status.plan (nil removes it),
+// keeping the others.
+func mergePlan(us *usersv1.UserSync, ref string, plan *usersv1.ProviderPlan) {
+	out := us.Status.Plan[:0:0]
+	for _, p := range us.Status.Plan {
+		if p.Provider != ref {
+			out = append(out, p)
+		}
+	}
+	if plan != nil {
+		out = append(out, *plan)
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	us.Status.Plan = out
+}
+
 // patchSyncStatus merges this provider's records into the UserSync's status
 // and patches it under optimistic locking; on a conflict (another provider's
 // loop wrote meanwhile) it re-reads the object and merges again, so no
@@ -193,7 +223,8 @@ func (r *ProviderReconciler) providerEntry(l *loop, v *syncView, recs map[string
 // verified is when the provider last finished a drift detection pass (zero:
 // never), stored on its line with any write but never a write of its own.
 func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.UserSync, ref string,
-	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, users []planner.Desired, verified time.Time) (*usersv1.UserSync, error) {
+	recs map[string]planner.Record, entry *usersv1.ProviderSyncStatus, plan *usersv1.ProviderPlan, users []planner.Desired,
+	verified time.Time) (*usersv1.UserSync, error) {
 	cur, first := us, true
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		if !first {
@@ -209,6 +240,7 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 		desired := *cur
 		desired.Status = *cur.Status.DeepCopy()
 		mergeProvider(&desired, ref, toResults(&desired, ref, recs), entry)
+		mergePlan(&desired, ref, plan)
 		if cur.Generation != us.Generation {
 			users = nil // re-read after a conflict: another spec
 		}

@@ -169,6 +169,9 @@ func (g *DeletionGuard) holds(n, total int) bool {
 type Hold struct {
 	Reason  string
 	Message string
+	// Planned: the hold is a plan awaiting approval (mode Plan); the
+	// records show the planned action (Create, Update, Delete).
+	Planned bool
 }
 
 // Backoff is the per-record retry schedule: Base·2^(attempts-1), at most Max.
@@ -508,6 +511,9 @@ func planUser(in Input, si int, d Desired, owners map[string]owner, moved map[st
 		it.Record.State = StatePending
 		it.Record.Reason = s.Hold.Reason
 		it.Record.Message = Truncate(s.Hold.Message+": the "+string(op)+" waits", MaxMessageLength)
+		if s.Hold.Planned {
+			it.Record.Action = string(op)
+		}
 		return it
 	}
 	attempts := rec.Attempts
@@ -600,6 +606,9 @@ func planGone(in Input, si int, rec Record, kept kept) Item {
 		it.Record.State = StateDeleting
 		it.Record.Reason = s.Hold.Reason
 		it.Record.Message = Truncate(s.Hold.Message+": the Delete waits", MaxMessageLength)
+		if s.Hold.Planned {
+			it.Record.Action = string(providers.OpDelete)
+		}
 		return it
 	}
 	if rec.State == StateDeleting && rec.Attempts > 0 && in.Now.Before(rec.LastAttempt.Add(in.Backoff.Delay(rec.Attempts))) {

@@ -226,6 +226,14 @@ type CreateSafety interface {
 	IdempotentCreates() (ok bool, why string)
 }
 
+// CallPlanner is implemented by a Client that can tell how many vendor
+// calls a set of changes takes, given its batch packing (for the plan of a
+// UserSync in mode Plan). Without it the engine counts a call per batch of
+// each operation.
+type CallPlanner interface {
+	PlanCalls(changes []Change) int
+}
+
 type ownBudgetKey struct{}
 
 // WithOwnBudget marks the requests sent with ctx as counted by a budget the

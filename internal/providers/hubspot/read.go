@@ -213,3 +213,31 @@ func (c *Client) CountOrphans(ctx context.Context, declared map[string]bool) (in
 		after = string(page.Paging.Next.After)
 	}
 }
+
+var _ providers.CallPlanner = (*Client)(nil)
+
+// PlanCalls implements providers.CallPlanner with the packing of Apply:
+// with an idProperty, every create and update is one upsert batch; without
+// one, updates by id, and creates preceded by a lookup batch (adoption, or
+// a retry) — a user the lookup finds is updated instead of created, in as
+// many calls. Deletions are archive batches.
+func (c *Client) PlanCalls(chs []providers.Change) int {
+	batches := func(n int) int { return (n + c.batch - 1) / c.batch }
+	var writes, updates, creates, lookups, deletes int
+	for _, ch := range chs {
+		switch {
+		case ch.Op == providers.OpDelete:
+			deletes++
+		case c.idProperty != "":
+			writes++
+		case ch.ExternalID != "":
+			updates++
+		default:
+			creates++
+			if ch.Retry || c.adopt {
+				lookups++
+			}
+		}
+	}
+	return batches(writes) + batches(updates) + batches(creates) + batches(lookups) + batches(deletes)
+}

@@ -1,0 +1,153 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// Plan mode. A UserSync whose spec.mode is Plan has its loop compute what
+// it would send and hold all of it (planner.Hold with Planned): the records
+// due a write are Pending with reason Planned and the planned action, and
+// status.plan shows per provider the counts, the vendor calls, the time
+// under the rate limit and a token. The annotation
+// users.usersync.io/approve-plan=<token> lets exactly the plan with that
+// token through, once: the token digests the provider, the generation and
+// every change, so after the apply the next change makes a new token, and a
+// spec edit or drift found meanwhile makes the approval stale (nothing is
+// applied; the Planned condition says so and names the new token).
+//
+// Nothing of a held plan reaches the vendor: held records are no changes,
+// so no write, create intent or lookup is sent for them. Reads (drift
+// detection) go on.
+
+// review is one UserSync's plan at this loop's provider.
+type review struct {
+	planner.Review
+	approved bool
+	// stale is the token the annotation approved, when it is not the
+	// current plan's.
+	stale string
+}
+
+// computeGated computes the plan, then holds the changes of every UserSync
+// in mode Plan whose plan is not approved, and computes it again.
+func (r *ProviderReconciler) computeGated(l *loop, in *planner.Input) planner.Plan {
+	for si := range in.Syncs {
+		if h := in.Syncs[si].Hold; h != nil && h.Planned {
+			in.Syncs[si].Hold = nil
+		}
+	}
+	plan := planner.Compute(*in)
+	l.reviews = map[int]*review{}
+	held := false
+	for si, v := range l.syncs {
+		if v.obj.Spec.Mode != usersv1.ModePlan || in.Syncs[si].Removed {
+			continue
+		}
+		approval := v.obj.Annotations[usersv1.AnnotationApprovePlan]
+		rv := &review{Review: planner.ReviewOf(l.key.ref(), v.obj.Generation, plan.Of(si))}
+		rv.approved = planner.ApprovedBy(approval, rv.Token)
+		if !rv.approved && approval != "" {
+			rv.stale = approval
+		}
+		l.reviews[si] = rv
+		if rv.Empty() || rv.approved || in.Syncs[si].Hold != nil {
+			continue
+		}
+		in.Syncs[si].Hold = &planner.Hold{Reason: usersv1.ReasonPlanned, Planned: true,
+			Message: "spec.mode is Plan: approve with " + usersv1.AnnotationApprovePlan + "=" + rv.Token}
+		held = true
+	}
+	if held {
+		plan = planner.Compute(*in)
+	}
+	return plan
+}
+
+// planEntry is this provider's line of status.plan for UserSync si; nil
+// when the UserSync is not in mode Plan or nothing is planned.
+func (l *loop) planEntry(si int) *usersv1.ProviderPlan {
+	rv := l.reviews[si]
+	if rv == nil || rv.Empty() || rv.approved {
+		return nil
+	}
+	calls := l.plannedCalls(rv.Changes)
+	e := &usersv1.ProviderPlan{Provider: l.key.ref(), Creates: int32(rv.Creates), Updates: int32(rv.Updates),
+		Deletes: int32(rv.Deletes), Calls: int32(calls), Token: rv.Token}
+	if d, ok := l.callsDuration(calls); ok {
+		e.EstimatedDuration = &metav1.Duration{Duration: d}
+	}
+	return e
+}
+
+// plannedCalls is how many vendor calls the changes take: the vendor's own
+// count where its client gives one, else a call per batch of each
+// operation.
+func (l *loop) plannedCalls(chs []providers.Change) int {
+	if cp, ok := l.vendor.(providers.CallPlanner); ok {
+		return cp.PlanCalls(chs)
+	}
+	batch := 100
+	if l.provider != nil && l.provider.spec.BatchSize != nil && *l.provider.spec.BatchSize > 0 {
+		batch = int(*l.provider.spec.BatchSize)
+	}
+	per := map[providers.Op]int{}
+	for _, ch := range chs {
+		per[ch.Op]++
+	}
+	n := 0
+	for _, k := range per {
+		n += (k + batch - 1) / batch
+	}
+	return n
+}
+
+// callsDuration is the least time calls take under the provider's rate
+// limit, counted as the vendors count it: a window's allowance at once,
+// then the limit's pace.
+func (l *loop) callsDuration(calls int) (time.Duration, bool) {
+	if l.tr == nil || calls == 0 {
+		return 0, calls == 0
+	}
+	requests, period := l.tr.limiter.limits()
+	if requests <= 0 || period <= 0 {
+		return 0, false
+	}
+	extra := max(calls-requests, 0)
+	return (time.Duration(extra) * period / time.Duration(requests)).Round(time.Second), true
+}
+
+// plannedCondition is the UserSync's Planned condition from its plan lines
+// and its approval annotation; nil outside mode Plan.
+func plannedCondition(us *usersv1.UserSync) *metav1.Condition {
+	if us.Spec.Mode != usersv1.ModePlan {
+		return nil
+	}
+	c := &metav1.Condition{Type: usersv1.ConditionPlanned, Status: metav1.ConditionFalse,
+		Reason: usersv1.ReasonNothingPlanned, Message: "no change waits for approval", ObservedGeneration: us.Generation}
+	if len(us.Status.Plan) == 0 {
+		return c
+	}
+	var tokens, parts []string
+	for _, p := range us.Status.Plan {
+		tokens = append(tokens, p.Token)
+		parts = append(parts, fmt.Sprintf("%s: %d creates, %d updates, %d deletes in %d calls", p.Provider, p.Creates, p.Updates, p.Deletes, p.Calls))
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, usersv1.ReasonAwaitingApproval
+	approve := fmt.Sprintf("kubectl annotate --overwrite usersync -n %s %s %s=%s", us.Namespace, us.Name,
+		usersv1.AnnotationApprovePlan, strings.Join(tokens, ","))
+	c.Message = strings.Join(parts, "; ") + ". Approve exactly this plan: " + approve
+	if a := us.Annotations[usersv1.AnnotationApprovePlan]; a != "" {
+		c.Reason = usersv1.ReasonApprovalStale
+		c.Message = fmt.Sprintf("the approved plan %s is no longer the current one (the spec or the vendor moved on); nothing was applied. ", a) + c.Message
+	}
+	c.Message = planner.Truncate(c.Message, maxConditionMessage)
+	return c
+}

@@ -1,0 +1,71 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+// Review is what a UserSync in mode Plan would send to one provider: the
+// counts, the changes (for the vendor's call count), and the token that
+// names exactly this set of changes.
+type Review struct {
+	Creates, Updates, Deletes int
+	Changes                   []providers.Change
+	Token                     string
+}
+
+// Empty reports whether nothing would be sent.
+func (r Review) Empty() bool { return r.Creates+r.Updates+r.Deletes == 0 }
+
+// ReviewOf summarises the writes and deletions of items (one sync's items
+// of a plan computed without a hold). The token is a digest of the
+// provider, the UserSync's generation and every (key, operation, content
+// hash): a spec edit, or a vendor that moved on (drift), makes a new one,
+// so an approval applies exactly what was reviewed and only once.
+func ReviewOf(provider string, generation int64, items []Item) Review {
+	var r Review
+	lines := make([]string, 0, len(items))
+	for i := range items {
+		it := &items[i]
+		if it.Kind != Write && it.Kind != Remove {
+			continue
+		}
+		switch it.Change.Op {
+		case providers.OpCreate:
+			r.Creates++
+		case providers.OpUpdate:
+			r.Updates++
+		case providers.OpDelete:
+			r.Deletes++
+		}
+		r.Changes = append(r.Changes, it.Change)
+		lines = append(lines, it.Key+"\x00"+string(it.Change.Op)+"\x00"+it.hash+"\x00"+it.Record.ExternalID)
+	}
+	if r.Empty() {
+		return r
+	}
+	slices.Sort(lines)
+	h := sha256.New()
+	h.Write([]byte(provider + "\x00" + strconv.FormatInt(generation, 10) + "\n" + strings.Join(lines, "\n")))
+	r.Token = hex.EncodeToString(h.Sum(nil))[:12]
+	return r
+}
+
+// ApprovedBy reports whether the approve-plan annotation's value (tokens
+// separated by commas) names token.
+func ApprovedBy(annotation, token string) bool {
+	if token == "" {
+		return false
+	}
+	for _, t := range strings.Split(annotation, ",") {
+		if strings.TrimSpace(t) == token {
+			return true
+		}
+	}
+	return false
+}
