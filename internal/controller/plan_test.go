@@ -46,6 +46,8 @@ var _ = Describe("Plan mode", func() {
 		Expect(resultOf(got, "UserProvider/hs", "n7").Reason).To(Equal(usersv1.ReasonPlanned))
 		Expect(resultOf(got, "UserProvider/hs", "n7").Action).To(Equal("Create"))
 		Expect(resultOf(got, "UserProvider/hs", "p3").Action).To(Equal("Update"))
+		// The update names the field it would change, read from HubSpot.
+		Expect(resultOf(got, "UserProvider/hs", "p3").Message).To(ContainSubstring("the Update would change team;"))
 		Expect(resultOf(got, "UserProvider/hs", "p12").Action).To(Equal("Delete"))
 		Expect(condition(got.Status.Conditions, usersv1.ConditionReady).Reason).To(Equal(usersv1.ReasonPlanned))
 		pc := condition(got.Status.Conditions, usersv1.ConditionPlanned)

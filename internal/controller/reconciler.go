@@ -265,6 +265,7 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 			plan = r.computeGated(l, &in)
 		}
 	}
+	r.describePlanned(ctx, l, &plan)
 	if err := r.recordCreates(ctx, l, plan); err != nil {
 		return in, plan, nil, err
 	}

@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -150,4 +152,69 @@ func plannedCondition(us *usersv1.UserSync) *metav1.Condition {
 	}
 	c.Message = planner.Truncate(c.Message, maxConditionMessage)
 	return c
+}
+
+// maxPlannedReads bounds the users a loop reads back to describe its held
+// updates.
+const maxPlannedReads = 1000
+
+// describePlanned names, in the records of the updates a plan holds, the
+// fields the update would change: read from the vendor where its client
+// reads back (what it holds now against what is declared), within
+// maxPlannedReads users. A read that answers nothing for sure leaves the
+// message as it is.
+func (r *ProviderReconciler) describePlanned(ctx context.Context, l *loop, plan *planner.Plan) {
+	rd, ok := l.vendor.(providers.Reader)
+	if !ok || l.notReady != nil || len(l.reviews) == 0 {
+		return
+	}
+	var reqs []providers.ReadRequest
+	var idx []int
+	for i := range plan.Items {
+		it := &plan.Items[i]
+		if it.Kind != planner.Held || it.Record.Reason != usersv1.ReasonPlanned || it.Record.ExternalID == "" ||
+			it.Record.Action != string(providers.OpUpdate) || it.Index < 0 || it.Index >= len(l.syncs[it.Sync].obj.Spec.Users) {
+			continue
+		}
+		reqs = append(reqs, providers.ReadRequest{ID: strconv.Itoa(len(reqs)), ExternalID: it.Record.ExternalID,
+			User: toProviderUser(&l.syncs[it.Sync].obj.Spec.Users[it.Index])})
+		idx = append(idx, i)
+		if len(reqs) == maxPlannedReads {
+			break
+		}
+	}
+	if len(reqs) == 0 {
+		return
+	}
+	vctx := providers.WithObserver(ctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
+	obs, err := rd.Read(vctx, reqs)
+	if err != nil {
+		return
+	}
+	for _, o := range obs {
+		n, err := strconv.Atoi(o.ID)
+		if err != nil || n < 0 || n >= len(idx) {
+			continue
+		}
+		it := &plan.Items[idx[n]]
+		token := ""
+		if rv := l.reviews[it.Sync]; rv != nil {
+			token = rv.Token
+		}
+		var what string
+		switch o.Presence {
+		case providers.Found:
+			if len(o.Differs) == 0 {
+				what = "the Update would change nothing the vendor holds now"
+			} else {
+				what = "the Update would change " + strings.Join(o.Differs, ", ")
+			}
+		case providers.Missing:
+			what = "the vendor no longer holds this user: it would be created again"
+		default:
+			continue
+		}
+		it.Record.Message = planner.Truncate(fmt.Sprintf("spec.mode is Plan: %s; approve with %s=%s", what,
+			usersv1.AnnotationApprovePlan, token), planner.MaxMessageLength)
+	}
 }
