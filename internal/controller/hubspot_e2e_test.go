@@ -79,6 +79,13 @@ var _ = Describe("HubSpot end to end", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace(nil) })
 
+	It("says Ready Unknown when the vendor cannot be reached, instead of claiming the credentials work", func() {
+		hubspotProvider(ns, "hs", hsemu.Options{}, func(s *usersv1.ProviderSpec) {
+			s.Endpoint = "http://127.0.0.1:1" // nothing listens there
+		})
+		Eventually(providerReady(ns, "hs"), 30*time.Second).Should(Equal("Unknown/" + usersv1.ReasonVendorUnreachable))
+	})
+
 	It("says on the provider whether its creates are idempotent", func() {
 		hubspotProvider(ns, "plain", hsemu.Options{}, nil)
 		hubspotProvider(ns, "keyed", hsemu.Options{UniqueProperties: []string{"k8s_key"}}, func(s *usersv1.ProviderSpec) {

@@ -38,7 +38,11 @@ func (r *ProviderReconciler) verify(ctx context.Context, l *loop) {
 	case errors.As(err, &ae):
 		l.notReady = &notReady{Reason: ae.Reason, Message: ae.Error()}
 	case err != nil:
+		// Not a refusal: nothing is known of the credentials. Writes go
+		// on (a blip must not hold them), Ready says Unknown, and the next
+		// loop checks again.
 		logf.FromContext(ctx).V(1).Info("verifying credentials failed", "error", err.Error())
+		l.unreachable = providers.Truncate(err.Error(), maxConditionMessage-100)
 	}
 }
 
@@ -117,8 +121,12 @@ func (r *ProviderReconciler) setProviderConditions(l *loop, st *usersv1.Provider
 	p, gen := l.provider, l.provider.obj.GetGeneration()
 	ready := metav1.Condition{Type: usersv1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: gen,
 		Reason: usersv1.ReasonAuthenticated, Message: "credentials resolved and the vendor accepted them"}
-	if l.notReady != nil {
+	switch {
+	case l.notReady != nil:
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, l.notReady.Reason, l.notReady.Message
+	case l.unreachable != "":
+		ready.Status, ready.Reason = metav1.ConditionUnknown, usersv1.ReasonVendorUnreachable
+		ready.Message = "the vendor could not be reached to check the credentials (checked again next loop): " + l.unreachable
 	}
 	if prev := meta.FindStatusCondition(st.Conditions, usersv1.ConditionReady); l.notReady != nil &&
 		(prev == nil || prev.Reason != l.notReady.Reason) && r.Recorder != nil {

@@ -127,6 +127,9 @@ type loop struct {
 	vendor   providers.Client
 	tr       *limitedTransport
 	notReady *notReady // why the provider cannot be written to; nil when it can
+	// unreachable: the credentials could not be checked (the vendor did not
+	// answer); writes go on.
+	unreachable string
 	syncs    []*syncView
 	now      time.Time
 	// inFlight: the UserSyncs whose creates may have been sent without their
