@@ -130,8 +130,8 @@ type loop struct {
 	// unreachable: the credentials could not be checked (the vendor did not
 	// answer); writes go on.
 	unreachable string
-	syncs    []*syncView
-	now      time.Time
+	syncs       []*syncView
+	now         time.Time
 	// inFlight: the UserSyncs whose creates may have been sent without their
 	// results known, with the latest moment they may have been sent (see
 	// inflight.go); sentCreates: those this loop sends creates for.
