@@ -80,6 +80,14 @@ var commands = []command{{
 		Expect(us.Annotations).To(HaveKeyWithValue("users.usersync.io/approve-deletions", "0123abcd"))
 	},
 }, {
+	printed: "kubectl annotate --overwrite usersync -n NS NAME users.usersync.io/approve-plan=<token>",
+	args:    []string{"annotate", "--overwrite", "usersync", "-n", ns, name, "users.usersync.io/approve-plan=4567cdef0123"},
+	check: func(string) {
+		us := &usersv1.UserSync{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, us)).To(Succeed())
+		Expect(us.Annotations).To(HaveKeyWithValue("users.usersync.io/approve-plan", "4567cdef0123"))
+	},
+}, {
 	printed: "kubectl --kubeconfig %s get usersyncs,userproviders -A",
 	args:    []string{"--kubeconfig", "<kubeconfig>", "get", "usersyncs,userproviders", "-A"},
 	check: func(out string) {
