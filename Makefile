@@ -118,6 +118,7 @@ demo-check: manifests envtest ## Run the demo non-interactively until it converg
 .PHONY: build
 build: manifests generate ## Build the manager binary.
 	go build -o bin/manager .
+	go build -o bin/kubectl-usersync ./cmd/kubectl-usersync
 
 # `make image` writes, without Docker or a registry (hack/image):
 #   $(IMAGE_TAR)  docker-archive of the linux/<host arch> image tagged $(IMG),

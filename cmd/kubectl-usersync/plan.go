@@ -1,0 +1,756 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/cli-runtime/pkg/printers"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/app"
+	"github.com/usersync/usersync-operator/internal/planner"
+	"github.com/usersync/usersync-operator/internal/providers"
+)
+
+type planOptions struct {
+	file          string
+	guardCount    int
+	guardPercent  int
+	guardMin      int
+	showUnchanged bool
+}
+
+func newPlanCmd(o *options) *cobra.Command {
+	defaults := app.DefaultOptions()
+	po := planOptions{guardCount: defaults.DeletionGuardCount, guardPercent: defaults.DeletionGuardPercent,
+		guardMin: defaults.DeletionGuardMin}
+	cmd := &cobra.Command{
+		Use:   "plan -f FILE",
+		Short: "Show what the operator would send to the vendors for a manifest, without applying it",
+		Long: `Validates the manifest with a server-side dry run (the API server's own
+checks and defaults; nothing is stored), then computes offline, with the
+operator's planner, what the operator would send for each UserSync of the
+manifest against the cluster's current state: the UserSync's status (what
+was last written), its providers, the other UserSyncs of those providers
+(conflicts, users handed over between UserSyncs) and the mass-deletion
+guard. Prints per provider a line per user that would change, then the
+vendor calls and the least time they take under the provider's rate limit.
+
+It writes nothing and calls no vendor. The status keeps only a digest of
+what was last written, so the fields an update changes are named only when
+the cluster's current spec of the user is what was last written.
+
+Exit code: 0 nothing to do, 2 changes, 1 an error (an invalid manifest: the
+API server's message).`,
+		Example: `  kubectl usersync plan -f users.yaml
+  helm template team ./chart | kubectl usersync plan -f -
+  kubectl usersync plan -f users.yaml -n platform || [ $? -eq 2 ]`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if po.file == "" {
+				return errors.New("-f FILE is required (- reads stdin)")
+			}
+			return runPlan(cmd.Context(), o, po)
+		},
+	}
+	cmd.Flags().StringVarP(&po.file, "filename", "f", "", "The manifest: a file of YAML or JSON documents, or - for stdin.")
+	cmd.Flags().IntVar(&po.guardCount, "deletion-guard-count", po.guardCount, "As the operator's flag: more deletions at once than this are held (0: no count limit).")
+	cmd.Flags().IntVar(&po.guardPercent, "deletion-guard-percent", po.guardPercent, "As the operator's flag: deletions of more than this share of a UserSync's users are held (0: no share limit).")
+	cmd.Flags().IntVar(&po.guardMin, "deletion-guard-min", po.guardMin, "As the operator's flag: deletions up to this many are never held by the share limit.")
+	cmd.Flags().BoolVar(&po.showUnchanged, "show-unchanged", false, "Also list the users that would not change.")
+	return cmd
+}
+
+// doc is one object of the manifest, as written and as the dry run
+// returned it (defaulted).
+type doc struct {
+	raw, dry *unstructured.Unstructured
+	live     *unstructured.Unstructured // the cluster's object, nil if new
+}
+
+func readManifest(file string, stdin io.Reader) ([]*unstructured.Unstructured, error) {
+	var r io.Reader
+	if file == "-" {
+		r = stdin
+	} else {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("reading %s: %w", file, err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if u.GetKind() == "" || u.GetAPIVersion() == "" {
+			return nil, fmt.Errorf("reading %s: a document has no apiVersion or kind", file)
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no object", file)
+	}
+	return out, nil
+}
+
+// dryRun sends each object to the API server as a dry-run create (new) or
+// update (existing), with strict field validation as kubectl does.
+func dryRun(ctx context.Context, c client.Client, objs []*unstructured.Unstructured, ns string, nsExplicit bool) ([]doc, error) {
+	docs := make([]doc, 0, len(objs))
+	for _, raw := range objs {
+		obj := raw.DeepCopy()
+		namespaced, err := c.IsObjectNamespaced(obj)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+		if namespaced {
+			switch {
+			case obj.GetNamespace() == "":
+				obj.SetNamespace(ns)
+			case nsExplicit && obj.GetNamespace() != ns:
+				return nil, fmt.Errorf("the namespace from the provided object %q does not match the namespace %q. You must pass '--namespace=%s' to perform this operation",
+					obj.GetNamespace(), ns, obj.GetNamespace())
+			}
+		}
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(obj.GroupVersionKind())
+		err = c.Get(ctx, client.ObjectKeyFromObject(obj), live)
+		switch {
+		case apierrors.IsNotFound(err):
+			live = nil
+			err = c.Create(ctx, obj, client.DryRunAll, client.FieldValidation("Strict"))
+		case err == nil:
+			obj.SetResourceVersion(live.GetResourceVersion())
+			err = c.Update(ctx, obj, client.DryRunAll, client.FieldValidation("Strict"))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %q is invalid: %w", obj.GetKind(), obj.GetName(), err)
+		}
+		docs = append(docs, doc{raw: raw, dry: obj, live: live})
+	}
+	return docs, nil
+}
+
+// convert decodes an object into a typed one through JSON (attribute
+// values keep their JSON form).
+func convert(u *unstructured.Unstructured, into any) error {
+	b, err := json.Marshal(u.Object)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, into)
+}
+
+func runPlan(ctx context.Context, o *options, po planOptions) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	ns, explicit, err := o.namespace()
+	if err != nil {
+		return err
+	}
+	objs, err := readManifest(po.file, o.streams.In)
+	if err != nil {
+		return err
+	}
+	docs, err := dryRun(ctx, c, objs, ns, explicit)
+	if err != nil {
+		return err
+	}
+	w := o.streams.Out
+	pl := &planner2{c: c, docs: docs, po: po, p: painter{on: colored(w)}, now: time.Now()}
+	changed, planned := false, 0
+	for _, d := range docs {
+		if d.dry.GroupVersionKind() != usersv1.GroupVersion.WithKind("UserSync") {
+			continue
+		}
+		planned++
+		us, live := &usersv1.UserSync{}, (*usersv1.UserSync)(nil)
+		if err := convert(d.dry, us); err != nil {
+			return err
+		}
+		if d.live != nil {
+			live = &usersv1.UserSync{}
+			if err := convert(d.live, live); err != nil {
+				return err
+			}
+		}
+		ch, err := pl.planSync(ctx, w, us, live)
+		if err != nil {
+			return err
+		}
+		changed = changed || ch
+	}
+	if planned == 0 {
+		_, _ = fmt.Fprintf(w, "The manifest is valid; it holds no UserSync to plan.\n")
+		return nil
+	}
+	if changed {
+		return errChanges
+	}
+	return nil
+}
+
+// planner2 plans the UserSyncs of one manifest.
+type planner2 struct {
+	c    client.Client
+	docs []doc
+	po   planOptions
+	p    painter
+	now  time.Time
+}
+
+// provider is a provider as the plan uses it.
+type provider struct {
+	ref      usersv1.ProviderRef
+	spec     usersv1.ProviderSpec
+	selector *metav1.LabelSelector
+	vendor   providers.Client
+	factory  providers.Factory
+}
+
+// fromManifest returns the dry-run object of kind/ns/name in the manifest.
+func (pl *planner2) fromManifest(kind, ns, name string) *unstructured.Unstructured {
+	for _, d := range pl.docs {
+		if d.dry.GetKind() == kind && d.dry.GetNamespace() == ns && d.dry.GetName() == name &&
+			d.dry.GroupVersionKind().Group == usersv1.GroupVersion.Group {
+			return d.dry
+		}
+	}
+	return nil
+}
+
+// provider reads a provider from the manifest, else the cluster; nil when
+// it is in neither.
+func (pl *planner2) provider(ctx context.Context, ns string, ref usersv1.ProviderRef) (*provider, error) {
+	p := &provider{ref: ref}
+	if ref.Kind == usersv1.KindClusterUserProvider {
+		obj := &usersv1.ClusterUserProvider{}
+		if u := pl.fromManifest(string(ref.Kind), "", ref.Name); u != nil {
+			if err := convert(u, obj); err != nil {
+				return nil, err
+			}
+		} else if err := pl.c.Get(ctx, types.NamespacedName{Name: ref.Name}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		p.spec, p.selector = obj.Spec.ProviderSpec, obj.Spec.NamespaceSelector
+	} else {
+		obj := &usersv1.UserProvider{}
+		if u := pl.fromManifest(string(ref.Kind), ns, ref.Name); u != nil {
+			if err := convert(u, obj); err != nil {
+				return nil, err
+			}
+		} else if err := pl.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		p.spec = obj.Spec
+	}
+	f, ok := app.NewRegistry().Get(string(p.spec.Type))
+	if !ok {
+		return nil, fmt.Errorf("%s: type %s is not supported by this operator", ref, p.spec.Type)
+	}
+	v, err := f.New(offlineConfig(p.spec))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	p.vendor, p.factory = v, f
+	return p, nil
+}
+
+// offlineConfig is a vendor client's configuration without credentials:
+// the plan uses the client only for what it computes without I/O (the
+// users' vendor identity, the call count, whether it can delete), so its
+// placeholder credentials never leave the process, and its HTTP client
+// refuses every request.
+func offlineConfig(spec usersv1.ProviderSpec) providers.Config {
+	placeholder := []byte("kubectl-usersync-plan-offline")
+	creds := map[string][]byte{"token": placeholder, "clientId": placeholder, "clientSecret": placeholder}
+	if spec.Propel != nil && spec.Propel.ClientIDKey != "" {
+		creds[spec.Propel.ClientIDKey] = placeholder
+	}
+	cfg := providers.Config{Endpoint: spec.Endpoint, Credentials: creds, Spec: spec,
+		HTTPClient: &http.Client{Transport: refuseAll{}}}
+	if spec.BatchSize != nil {
+		cfg.BatchSize = int(*spec.BatchSize)
+	}
+	return cfg
+}
+
+// refuseAll is a transport that sends nothing.
+type refuseAll struct{}
+
+func (refuseAll) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("kubectl usersync plan never calls a vendor")
+}
+
+// admits reports whether a ClusterUserProvider admits namespace ns.
+func (pl *planner2) admits(ctx context.Context, p *provider, ns string) (bool, error) {
+	if p.selector == nil {
+		return true, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(p.selector)
+	if err != nil {
+		return false, err
+	}
+	n := &corev1.Namespace{}
+	if err := pl.c.Get(ctx, types.NamespacedName{Name: ns}, n); err != nil {
+		return false, err
+	}
+	return sel.Matches(labelSet(n.Labels)), nil
+}
+
+type labelSet map[string]string
+
+func (l labelSet) Has(k string) bool              { _, ok := l[k]; return ok }
+func (l labelSet) Get(k string) string            { return l[k] }
+func (l labelSet) Lookup(k string) (string, bool) { v, ok := l[k]; return v, ok }
+
+// row is one user that would change.
+type row struct {
+	key, action, changes string
+}
+
+// planSync prints the plan of one UserSync and reports whether anything
+// would change.
+func (pl *planner2) planSync(ctx context.Context, w io.Writer, us, live *usersv1.UserSync) (bool, error) {
+	_, _ = fmt.Fprintf(w, "UserSync %s/%s", us.Namespace, us.Name)
+	if live == nil {
+		_, _ = fmt.Fprint(w, " (new)")
+	}
+	_, _ = fmt.Fprintln(w)
+	if us.Spec.Suspend {
+		_, _ = fmt.Fprintln(w, "  spec.suspend is true: nothing below is sent until it is false.")
+	}
+	if us.Spec.Mode == usersv1.ModePlan {
+		_, _ = fmt.Fprintf(w, "  spec.mode is Plan: nothing below is sent until approved (kubectl usersync approve %s).\n", us.Name)
+	}
+	// The providers of spec.providerRefs, then those the status still
+	// holds records of (their records leave).
+	refs := append([]usersv1.ProviderRef(nil), us.Spec.ProviderRefs...)
+	listed := map[string]bool{}
+	for _, r := range refs {
+		listed[r.String()] = true
+	}
+	for _, r := range us.Status.Results {
+		if !listed[r.Provider] {
+			if kind, name, ok := strings.Cut(r.Provider, "/"); ok {
+				listed[r.Provider] = true
+				refs = append(refs, usersv1.ProviderRef{Kind: usersv1.ProviderKind(kind), Name: name})
+			}
+		}
+	}
+	changed := false
+	for i, ref := range refs {
+		removed := i >= len(us.Spec.ProviderRefs)
+		p, err := pl.provider(ctx, us.Namespace, ref)
+		if err != nil {
+			return false, err
+		}
+		if p == nil {
+			if removed {
+				continue // the operator forgets the records of a provider that is gone
+			}
+			if ref.Kind == usersv1.KindClusterUserProvider {
+				return false, fmt.Errorf("ClusterUserProvider %q not found: the operator would write nothing (ProviderNotFound)", ref.Name)
+			}
+			return false, fmt.Errorf("UserProvider %q not found in namespace %s (a UserSync can only use UserProviders of its own namespace, or ClusterUserProviders): the operator would write nothing", ref.Name, us.Namespace)
+		}
+		if ok, err := pl.admits(ctx, p, us.Namespace); err != nil {
+			return false, err
+		} else if !ok {
+			return false, fmt.Errorf("ClusterUserProvider %q does not admit namespace %s (namespaceSelector): the operator would write nothing (NotPermitted)", ref.Name, us.Namespace)
+		}
+		ch, err := pl.planProvider(ctx, w, us, live, p, removed)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || ch
+	}
+	return changed, nil
+}
+
+// syncsOf lists the other UserSyncs of provider p: those naming it and
+// those holding records of it (a ClusterUserProvider's in every
+// namespace).
+func (pl *planner2) syncsOf(ctx context.Context, us *usersv1.UserSync, p *provider) ([]usersv1.UserSync, []bool, error) {
+	list := &usersv1.UserSyncList{}
+	var opts []client.ListOption
+	if p.ref.Kind != usersv1.KindClusterUserProvider {
+		opts = append(opts, client.InNamespace(us.Namespace))
+	}
+	if err := pl.c.List(ctx, list, opts...); err != nil {
+		return nil, nil, err
+	}
+	var out []usersv1.UserSync
+	var listedIn []bool
+	for _, o := range list.Items {
+		if o.Namespace == us.Namespace && o.Name == us.Name {
+			continue
+		}
+		listed := false
+		for _, r := range o.Spec.ProviderRefs {
+			if r.Kind == "" {
+				r.Kind = usersv1.KindUserProvider
+			}
+			if r == p.ref {
+				listed = true
+			}
+		}
+		holds := false
+		for _, r := range o.Status.Results {
+			if r.Provider == p.ref.String() {
+				holds = true
+				break
+			}
+		}
+		if listed || holds {
+			out = append(out, o)
+			listedIn = append(listedIn, listed)
+		}
+	}
+	return out, listedIn, nil
+}
+
+// syncOf is a UserSync as plannerInput (internal/controller) builds it for
+// the planner, without holds (the plan shows what would be sent) and
+// without create intents (they change how a create is sent, not whether).
+func (pl *planner2) syncOf(us *usersv1.UserSync, p *provider, listed bool) planner.Sync {
+	s := planner.Sync{
+		Name:        us.Namespace + "/" + us.Name,
+		Created:     us.CreationTimestamp.Time,
+		Records:     recordsOf(us, p.ref.String()),
+		Delete:      us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete,
+		Removed:     !listed || !us.DeletionTimestamp.IsZero(),
+		DriftPolicy: string(us.Spec.DriftPolicy),
+	}
+	if (pl.po.guardCount > 0 || pl.po.guardPercent > 0) && s.Delete && us.Spec.Mode != usersv1.ModePlan {
+		s.Guard = &planner.DeletionGuard{MaxCount: pl.po.guardCount, MaxPercent: pl.po.guardPercent,
+			MinCount: pl.po.guardMin, Approved: us.Annotations[usersv1.AnnotationApproveDeletions]}
+	}
+	if ds, ok := p.vendor.(providers.DeleteSupport); ok && s.Delete {
+		if can, _ := ds.CanDelete(); !can {
+			s.Delete = false
+		}
+	}
+	if !s.Removed {
+		s.Users = desiredUsers(us, p.vendor)
+	}
+	return s
+}
+
+func (pl *planner2) planProvider(ctx context.Context, w io.Writer, us, live *usersv1.UserSync, p *provider, removed bool) (bool, error) {
+	others, listed, err := pl.syncsOf(ctx, us, p)
+	if err != nil {
+		return false, err
+	}
+	if live != nil && us.Annotations[usersv1.AnnotationApproveDeletions] == "" {
+		// An apply keeps the approval the cluster's object carries.
+		if us.Annotations == nil {
+			us.Annotations = map[string]string{}
+		}
+		us.Annotations[usersv1.AnnotationApproveDeletions] = live.Annotations[usersv1.AnnotationApproveDeletions]
+	}
+	in := planner.Input{Now: pl.now, Syncs: []planner.Sync{pl.syncOf(us, p, !removed)}}
+	for i := range others {
+		in.Syncs = append(in.Syncs, pl.syncOf(&others[i], p, listed[i]))
+	}
+	plan := planner.Compute(in)
+	items := plan.Of(0)
+	rows := pl.rows(us, live, in.Syncs[0], items)
+
+	_, _ = fmt.Fprintf(w, "\n%s (%s)", p.ref, p.spec.Type)
+	if removed {
+		_, _ = fmt.Fprint(w, ", no longer in spec.providerRefs")
+	}
+	_, _ = fmt.Fprintln(w)
+	if ds, ok := p.vendor.(providers.DeleteSupport); ok && us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete {
+		if can, why := ds.CanDelete(); !can {
+			_, _ = fmt.Fprintf(w, "  deletionPolicy Delete cannot be honoured, users removed are left at the vendor: %s\n", why)
+		}
+	}
+	if len(rows) == 0 {
+		_, _ = fmt.Fprintln(w, "  No changes.")
+		return false, nil
+	}
+	tw := printers.GetNewTabWriter(w)
+	_, _ = fmt.Fprintln(tw, "  KEY\tACTION\tCHANGES")
+	changed := false
+	for _, r := range rows {
+		if r.action != "unchanged" {
+			changed = true
+		}
+		_, _ = fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.key, pl.p.state(r.action), r.changes)
+	}
+	if err := tw.Flush(); err != nil {
+		return false, err
+	}
+	rv := planner.ReviewOf(p.ref.String(), us.Generation, items)
+	calls := callsOf(p, rv.Changes)
+	_, _ = fmt.Fprintf(w, "  %d to create, %d to update, %d to delete: %s\n", rv.Creates, rv.Updates, rv.Deletes, forecast(p, calls))
+	return changed, nil
+}
+
+// rows describes the items of the planned UserSync that change something.
+func (pl *planner2) rows(us, live *usersv1.UserSync, s planner.Sync, items []planner.Item) []row {
+	liveUsers := map[string]*usersv1.User{}
+	if live != nil {
+		for i := range live.Spec.Users {
+			liveUsers[live.Spec.Users[i].Key] = &live.Spec.Users[i]
+		}
+	}
+	newUsers := map[string]*usersv1.User{}
+	for i := range us.Spec.Users {
+		newUsers[us.Spec.Users[i].Key] = &us.Spec.Users[i]
+	}
+	var rows []row
+	for i := range items {
+		it := &items[i]
+		old, had := s.Records[it.Key]
+		switch it.Kind {
+		case planner.Write:
+			if it.Change.Op == providers.OpCreate {
+				what := "new user"
+				if had {
+					what = "not at the vendor yet (" + dash(old.State) + ")"
+				}
+				rows = append(rows, row{it.Key, "create", what})
+				continue
+			}
+			rows = append(rows, row{it.Key, "update", fieldChanges(old, liveUsers[it.Key], newUsers[it.Key])})
+		case planner.Remove:
+			rows = append(rows, row{it.Key, "delete", "left spec.users (deletionPolicy Delete)"})
+		case planner.Forget:
+			rows = append(rows, row{it.Key, "forget", "left spec.users; kept at the vendor (deletionPolicy Orphan, or handed over)"})
+		case planner.Held:
+			if it.Record.State == old.State && it.Record.Reason == old.Reason && it.Record.Message == old.Message {
+				continue // already so
+			}
+			switch it.Record.Reason {
+			case planner.ReasonDeletionHeld:
+				rows = append(rows, row{it.Key, "hold", "delete held by the mass-deletion guard: " + shorten(it.Record.Message, 120)})
+			default:
+				rows = append(rows, row{it.Key, "fail", it.Record.Reason + ": " + it.Record.Message})
+			}
+		default:
+			if pl.po.showUnchanged {
+				rows = append(rows, row{it.Key, "unchanged", "-"})
+			}
+		}
+	}
+	return rows
+}
+
+// fieldChanges names what an update writes. The status keeps only a
+// digest of what was last written: the fields are known when the
+// cluster's current spec of the user is what was written (same digest).
+func fieldChanges(old planner.Record, was, now *usersv1.User) string {
+	if now == nil {
+		return "content changed"
+	}
+	if old.Hash == planner.Hash(toProviderUser(now)) {
+		switch old.State {
+		case planner.StateDrifted, planner.StatePending:
+			if old.Reason == planner.ReasonMissing {
+				return "re-create: the vendor lost the user (drift)"
+			}
+			if old.Reason == planner.ReasonDrifted || old.Reason == planner.ReasonChanged {
+				return "drift correction: rewrite what the vendor changed"
+			}
+			return "write again (" + dash(old.Reason) + ")"
+		}
+		return "write again"
+	}
+	if was == nil || old.Hash != planner.Hash(toProviderUser(was)) {
+		return "content changed (fields unknown: the status keeps only a digest of what was last written)"
+	}
+	var fields []string
+	add := func(name, a, b string) {
+		if a != b {
+			fields = append(fields, fmt.Sprintf("%s: %q → %q", name, a, b))
+		}
+	}
+	add("email", was.Email, now.Email)
+	add("firstName", was.FirstName, now.FirstName)
+	add("lastName", was.LastName, now.LastName)
+	names := map[string]bool{}
+	for k := range was.Attributes {
+		names[k] = true
+	}
+	for k := range now.Attributes {
+		names[k] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for k := range names {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		a, b := "", ""
+		if v, ok := was.Attributes[k]; ok {
+			a = string(v.Raw)
+		}
+		if v, ok := now.Attributes[k]; ok {
+			b = string(v.Raw)
+		}
+		if a != b {
+			fields = append(fields, fmt.Sprintf("%s: %s → %s", k, orNone(a), orNone(b)))
+		}
+	}
+	if len(fields) == 0 {
+		return "content changed"
+	}
+	return strings.Join(fields, ", ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// callsOf is how many vendor calls the changes take, as the operator
+// counts them (internal/controller plannedCalls): the vendor client's own
+// count, else a call per batch of each operation. These are this
+// UserSync's calls alone: the operator packs the changes of every UserSync
+// of a provider into the same batches.
+func callsOf(p *provider, chs []providers.Change) int {
+	if cp, ok := p.vendor.(providers.CallPlanner); ok {
+		return cp.PlanCalls(chs)
+	}
+	batch := 100
+	if p.spec.BatchSize != nil && *p.spec.BatchSize > 0 {
+		batch = int(*p.spec.BatchSize)
+	}
+	per := map[providers.Op]int{}
+	for _, ch := range chs {
+		per[ch.Op]++
+	}
+	n := 0
+	for _, k := range per {
+		n += (k + batch - 1) / batch
+	}
+	return n
+}
+
+// forecast is the calls and the least time they take under the provider's
+// rate limit (a window's allowance at once, then the limit's pace), as the
+// operator's status.plan estimates it.
+func forecast(p *provider, calls int) string {
+	requests, period := p.factory.DefaultRateLimit()
+	if rl := p.spec.RateLimit; rl != nil {
+		requests, period = int(rl.Requests), rl.Period.Duration
+	}
+	s := fmt.Sprintf("%d vendor calls", calls)
+	if calls == 1 {
+		s = "1 vendor call"
+	}
+	if calls == 0 || requests <= 0 || period <= 0 {
+		return s
+	}
+	extra := max(calls-requests, 0)
+	d := (time.Duration(extra) * period / time.Duration(requests)).Round(time.Second)
+	return fmt.Sprintf("%s, at least %s at %d requests per %s", s, d, requests, period)
+}
+
+// The conversions below are internal/controller's (records.go recordOf and
+// recordsOf; reconciler.go desiredUsers, toProviderUser, invalidAttributes),
+// copied because that package exposes none of them and the planner may
+// not know the API types. Keep them in step.
+
+func recordsOf(us *usersv1.UserSync, ref string) map[string]planner.Record {
+	out := map[string]planner.Record{}
+	for i := range us.Status.Results {
+		r := &us.Status.Results[i]
+		if r.Provider != ref {
+			continue
+		}
+		rec := planner.Record{Key: r.Key, ExternalID: r.ExternalID, State: string(r.State), Action: r.Action,
+			Reason: r.Reason, Message: r.Message, Attempts: r.Attempts, Hash: r.Hash}
+		if r.LastSyncTime != nil {
+			rec.LastAttempt = r.LastSyncTime.Time
+		}
+		out[r.Key] = rec
+	}
+	return out
+}
+
+func desiredUsers(us *usersv1.UserSync, vendor providers.Client) []planner.Desired {
+	out := make([]planner.Desired, len(us.Spec.Users))
+	for i := range us.Spec.Users {
+		u := toProviderUser(&us.Spec.Users[i])
+		out[i] = planner.Desired{User: u, Hash: planner.Hash(u), Invalid: invalidAttributes(&us.Spec.Users[i])}
+		if vendor != nil {
+			out[i].Identity = vendor.Identity(u)
+		}
+	}
+	return out
+}
+
+var attributeName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,39}$`)
+
+func invalidAttributes(u *usersv1.User) string {
+	names := make([]string, 0, len(u.Attributes))
+	for k := range u.Attributes {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !attributeName.MatchString(k) {
+			return fmt.Sprintf("attribute name %q is invalid: it must start with a letter or _, hold only letters, digits, _ . - and be at most 40 characters", k)
+		}
+		if _, err := usersv1.ScalarOf(u.Attributes[k]); err != nil {
+			return fmt.Sprintf("attribute %q must be a string, a number or a boolean", k)
+		}
+	}
+	return ""
+}
+
+func toProviderUser(u *usersv1.User) providers.User {
+	pu := providers.User{Key: u.Key, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName}
+	if len(u.Attributes) > 0 {
+		pu.Attributes = make(map[string]any, len(u.Attributes))
+		for k, v := range u.Attributes {
+			if val, err := usersv1.ScalarOf(v); err == nil {
+				pu.Attributes[k] = val
+			}
+		}
+	}
+	return pu
+}
