@@ -177,3 +177,20 @@ $(GOLANGCI_LINT):
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(LOCALBIN)/golangci-lint $@
 
+##@ End-to-end
+# The operator as real Pods on a real node (hack/e2e/run.sh; CONTRIBUTING.md):
+# root on Linux. The first run builds the kubelet, kube-controller-manager and
+# kube-scheduler into bin/k8s (about 10 minutes after kube-apiserver's build,
+# 25 for all of bin/k8s from nothing); later runs take about 1.5 minutes.
+# Not part of `make test`.
+E2E_TIMEOUT ?= 20m
+
+.PHONY: e2e
+e2e: ## Real-node e2e (root): a one-node cluster with kubelet and containerd in a network namespace of its own, the image of `make image` installed with the chart; probes, leader fail-over, /metrics, UserSyncs.
+	@[ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] || { echo "make e2e needs root on Linux (CONTRIBUTING.md)"; exit 1; }
+	$(MAKE) --no-print-directory image helm
+	HELM=$(HELM) IMG=$(IMG) IMAGE_TAR=$(IMAGE_TAR) E2E_TIMEOUT=$(E2E_TIMEOUT) ./hack/e2e/run.sh
+
+.PHONY: e2e-clean
+e2e-clean: ## Undo what an interrupted `make e2e` left on the host: its processes, network namespace, cgroups, the kubelet's sysctls and paths.
+	./hack/e2e/run.sh --clean
