@@ -7,13 +7,15 @@ import (
 )
 
 // ProviderType names the vendor a provider writes to.
-// +kubebuilder:validation:Enum=HubSpot;Propel;UserCom
+// +kubebuilder:validation:Enum=HubSpot;Propel;UserCom;SCIM
 type ProviderType string
 
 const (
 	ProviderHubSpot ProviderType = "HubSpot"
 	ProviderPropel  ProviderType = "Propel"
 	ProviderUserCom ProviderType = "UserCom"
+	// ProviderSCIM is any SCIM 2.0 server (RFC 7643/7644).
+	ProviderSCIM ProviderType = "SCIM"
 )
 
 // ProviderSpec is the spec shared by UserProvider and ClusterUserProvider.
@@ -23,6 +25,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.hubspot) || self.type == 'HubSpot'",message="hubspot options are only allowed with type HubSpot",fieldPath=".hubspot"
 // +kubebuilder:validation:XValidation:rule="!has(self.propel) || !has(self.propel.tokenURL) || url(self.propel.tokenURL).getScheme() == 'https' || (url(self.propel.tokenURL).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="propel.tokenURL must be an https:// URL; plain http:// is refused unless allowInsecureHTTP is true",fieldPath=".propel.tokenURL"
 // +kubebuilder:validation:XValidation:rule="!has(self.propel) || self.type == 'Propel'",message="propel options are only allowed with type Propel",fieldPath=".propel"
+// +kubebuilder:validation:XValidation:rule="self.type != 'SCIM' || has(self.endpoint)",message="SCIM needs spec.endpoint: the server's SCIM base URL, such as https://example.com/scim/v2",fieldPath=".endpoint"
+// +kubebuilder:validation:XValidation:rule="!has(self.scim) || self.type == 'SCIM'",message="scim options are only allowed with type SCIM",fieldPath=".scim"
 type ProviderSpec struct {
 	// type is the vendor: HubSpot, Propel or UserCom.
 	// +required
@@ -69,6 +73,10 @@ type ProviderSpec struct {
 	// propel holds the Propel options.
 	// +optional
 	Propel *PropelOptions `json:"propel,omitempty"`
+
+	// scim holds the SCIM 2.0 options.
+	// +optional
+	SCIM *SCIMOptions `json:"scim,omitempty"`
 
 	// driftDetection reads the users back from the vendor on a schedule and
 	// compares them with what was written, so that a user edited or deleted
@@ -188,6 +196,29 @@ const (
 	HubSpotAdoptByEmail HubSpotAdoption = "Email"
 	HubSpotAdoptNever   HubSpotAdoption = "Never"
 )
+
+// SCIMOptions are the settings of a SCIM 2.0 server.
+type SCIMOptions struct {
+	// bulk: Auto (default) sends POST /Bulk when the server's
+	// ServiceProviderConfig offers it, within its maxOperations and
+	// maxPayloadSize; Never sends one call per user.
+	// +optional
+	// +kubebuilder:validation:Enum=Auto;Never
+	Bulk string `json:"bulk,omitempty"`
+
+	// userName says what goes into SCIM's userName: the user's Email
+	// (default; the key when a user has no email) or its Key.
+	// +optional
+	// +kubebuilder:validation:Enum=Email;Key
+	UserName string `json:"userName,omitempty"`
+
+	// deprovision says what deletionPolicy Delete does to a removed user:
+	// Deactivate (default: PATCH active=false, the user and its history
+	// stay) or Delete (DELETE /Users/{id}).
+	// +optional
+	// +kubebuilder:validation:Enum=Delete;Deactivate
+	Deprovision string `json:"deprovision,omitempty"`
+}
 
 // PropelOptions are the Propel-specific settings. Propel authenticates with
 // the OAuth 2.0 client-credentials grant: credentialsRef selects the client

@@ -27,6 +27,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	"github.com/usersync/usersync-operator/internal/providers/propel"
+	"github.com/usersync/usersync-operator/internal/providers/scim"
 	"github.com/usersync/usersync-operator/internal/providers/usercom"
 )
 
@@ -44,6 +45,7 @@ func NewRegistry() *providers.Registry {
 	reg.Register(string(usersv1.ProviderHubSpot), hubspot.Factory{})
 	reg.Register(string(usersv1.ProviderPropel), propel.Factory{})
 	reg.Register(string(usersv1.ProviderUserCom), usercom.Factory{})
+	reg.Register(string(usersv1.ProviderSCIM), scim.Factory{})
 	return reg
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/providers"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	"github.com/usersync/usersync-operator/internal/providers/propel"
+	"github.com/usersync/usersync-operator/internal/providers/scim"
 	"github.com/usersync/usersync-operator/internal/providers/usercom"
 	"github.com/usersync/usersync-operator/internal/testenv"
 )
@@ -107,6 +108,7 @@ var _ = BeforeSuite(func() {
 	reg.Register(string(usersv1.ProviderHubSpot), fakeOr{hubspot.Factory{}})
 	reg.Register(string(usersv1.ProviderPropel), fakeOr{propel.Factory{}})
 	reg.Register(string(usersv1.ProviderUserCom), fakeOr{usercom.Factory{}})
+	reg.Register(string(usersv1.ProviderSCIM), fakeOr{scim.Factory{}})
 	r := &ProviderReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
