@@ -39,6 +39,10 @@ func createSecret(ctx context.Context, c client.Client, ns string) error {
 }
 
 // createProvider creates the UserProvider, and its token Secret withSecret.
+// Drift detection is off (spec.driftDetection.interval 0s): a pass reads
+// every user back, which the points and ratelimit scenarios do not measure;
+// the verify scenario turns it on once the users are converged
+// (patchDriftInterval).
 func createProvider(ctx context.Context, c client.Client, ns, endpoint string, requests int, period time.Duration, withSecret bool) error {
 	if withSecret {
 		if err := createSecret(ctx, c, ns); err != nil {
@@ -48,7 +52,24 @@ func createProvider(ctx context.Context, c client.Client, ns, endpoint string, r
 	return c.Create(ctx, &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: providerName},
 		Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: endpoint, AllowInsecureHTTP: true,
 			CredentialsRef: usersv1.SecretKeyReference{Name: secretName, Key: "token"},
-			RateLimit:      &usersv1.RateLimit{Requests: int32(requests), Period: metav1.Duration{Duration: period}}}})
+			RateLimit:      &usersv1.RateLimit{Requests: int32(requests), Period: metav1.Duration{Duration: period}},
+			DriftDetection: &usersv1.DriftDetection{Interval: &metav1.Duration{}}}})
+}
+
+// patchDriftInterval sets the provider's spec.driftDetection.interval.
+func patchDriftInterval(ctx context.Context, c client.Client, ns string, d time.Duration) error {
+	p := &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: providerName}}
+	body := fmt.Sprintf(`{"spec":{"driftDetection":{"interval":%q}}}`, d.String())
+	return c.Patch(ctx, p, client.RawPatch(types.MergePatchType, []byte(body)))
+}
+
+// getProvider reads the point's provider.
+func getProvider(ctx context.Context, c client.Client, ns string) (*usersv1.UserProvider, error) {
+	var p usersv1.UserProvider
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: providerName}, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // providerReady reports whether the operator has verified the provider (or,

@@ -26,7 +26,7 @@ type controlPlane struct {
 	env        *envtest.Environment
 	cfg        *rest.Config
 	kubeconfig string // an admin kubeconfig for the operator process
-	client     client.Client
+	client     client.WithWatch
 }
 
 func moduleRoot() (string, error) {
@@ -105,7 +105,7 @@ func startControlPlane(root, work string) (*controlPlane, error) {
 	// by client-go's default 5 QPS.
 	cp.cfg = rest.CopyConfig(cfg)
 	cp.cfg.QPS, cp.cfg.Burst = 1000, 2000
-	cp.client, err = client.New(cp.cfg, client.Options{Scheme: app.NewScheme()})
+	cp.client, err = client.NewWithWatch(cp.cfg, client.Options{Scheme: app.NewScheme()})
 	if err != nil {
 		return fail(err)
 	}

@@ -6,7 +6,9 @@
 // took, the operator's peak RSS and CPU, and what a steady-state resync of
 // the unchanged users costs. Every point runs in a fresh namespace with a
 // fresh emulator and a fresh operator process, so the figures are
-// independent.
+// independent. The verify scenario measures drift detection instead of the
+// steady state: one pass reading every converged user back, and writes that
+// arrive while a pass is under way (verify.go).
 //
 // Usage:
 //
@@ -51,6 +53,7 @@ type config struct {
 	keep          bool
 	goMemLimit    string
 	memoryLimit   string
+	verifyWrites  int
 
 	explicit map[string]bool // flags given on the command line
 }
@@ -70,6 +73,7 @@ const (
 	ratelimitWindow  = 10 * time.Second
 	scenarioPoints   = "points"
 	scenarioRateLim  = "ratelimit"
+	scenarioVerify   = "verify"
 	scenarioAll      = "all"
 	profileDirEnvVar = "USERSYNC_BENCH_PROFILE_DIR"
 )
@@ -105,19 +109,21 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	c := &config{explicit: map[string]bool{}}
 	var points string
 	var syncs, users int
-	fs.StringVar(&points, "points", defaultPoints, "Comma-separated points to measure, each SYNCSxUSERS (UserSyncs × users per UserSync, at most "+strconv.Itoa(usersv1.MaxUsers)+" users each). The ratelimit scenario defaults to "+ratelimitPoints+".")
+	fs.StringVar(&points, "points", defaultPoints, "Comma-separated points to measure, each SYNCSxUSERS (UserSyncs × users per UserSync, at most "+strconv.Itoa(usersv1.MaxUsers)+" users each). The ratelimit and verify scenarios default to "+ratelimitPoints+".")
 	fs.IntVar(&syncs, "syncs", 200, "UserSyncs of a single point; with -users, replaces -points.")
 	fs.IntVar(&users, "users", 500, "Users per UserSync of a single point; with -syncs, replaces -points.")
 	fs.DurationVar(&c.latency, "latency", 20*time.Millisecond, "Latency the HubSpot emulator adds to every request.")
-	fs.IntVar(&c.rateLimit, "rate-limit", 0, "Requests per -rate-window the emulator accepts (429 beyond), also set as the provider's spec.rateLimit; 0: no limit at the emulator and 10000/s on the provider. The ratelimit scenario uses "+strconv.Itoa(ratelimitLimit)+".")
+	fs.IntVar(&c.rateLimit, "rate-limit", 0, "Requests per -rate-window the emulator accepts (429 beyond), also set as the provider's spec.rateLimit; 0: no limit at the emulator and 10000/s on the provider. The ratelimit and verify scenarios use "+strconv.Itoa(ratelimitLimit)+".")
 	fs.DurationVar(&c.rateWindow, "rate-window", ratelimitWindow, "Window of -rate-limit.")
 	fs.DurationVar(&c.resync, "resync-interval", 30*time.Second, "The operator's --resync-interval (the steady-state phase waits for resync loops).")
 	fs.IntVar(&c.steadyLoops, "steady-loops", 3, "Resync loops the steady-state phase measures CPU over (0 skips the phase).")
 	fs.IntVar(&c.workers, "workers", 4, "The operator's --workers.")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "Give up on a point's convergence after this long.")
-	fs.StringVar(&c.scenario, "scenario", scenarioPoints, "points: the scale points; ratelimit: "+ratelimitPoints+" users against a vendor limit of "+strconv.Itoa(ratelimitLimit)+" requests / 10s; all: both.")
+	fs.StringVar(&c.scenario, "scenario", scenarioPoints, "points: the scale points; ratelimit: "+ratelimitPoints+" users against a vendor limit of "+strconv.Itoa(ratelimitLimit)+" requests / 10s; "+
+		"verify: drift detection, a pass over "+verifyPoints+" converged users and writes that arrive mid-pass, under the same limit; all: the three.")
+	fs.IntVar(&c.verifyWrites, "verify-writes", 3, "The verify scenario: writes sent while a pass is under way (each changes one user's attribute), 0: none.")
 	fs.StringVar(&c.out, "out", "", "Markdown file whose generated block(s) to write or refresh, e.g. docs/benchmarks.md.")
-	fs.StringVar(&c.pprofDir, "pprof", "", "Run a profiled build of the operator (this binary, same wiring as main.go) and write CPU profiles of convergence and steady state and a heap profile at convergence under this directory. Figures of such a run carry the profiler's overhead.")
+	fs.StringVar(&c.pprofDir, "pprof", "", "Run a profiled build of the operator (this binary, same wiring as main.go) and write CPU profiles of convergence and steady state (verify: of each pass and of the mid-pass writes) and a heap profile at convergence under this directory. Figures of such a run carry the profiler's overhead.")
 	fs.BoolVar(&c.verbose, "v", false, "Copy the operator's logs to stderr.")
 	fs.IntVar(&c.createWorkers, "create-workers", 4, "Goroutines creating the UserSyncs.")
 	fs.DurationVar(&c.poll, "poll", 250*time.Millisecond, "How often readiness is polled.")
@@ -132,9 +138,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch c.scenario {
-	case scenarioPoints, scenarioRateLim, scenarioAll:
+	case scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll:
 	default:
-		return nil, fmt.Errorf("-scenario must be %s, %s or %s", scenarioPoints, scenarioRateLim, scenarioAll)
+		return nil, fmt.Errorf("-scenario must be %s, %s, %s or %s", scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll)
 	}
 	switch {
 	case c.explicit["syncs"] || c.explicit["users"]:
@@ -155,8 +161,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 				p, usersv1.MaxUsers, (p.total()+usersv1.MaxUsers-1)/usersv1.MaxUsers, usersv1.MaxUsers)
 		}
 	}
-	if c.rateLimit < 0 || c.steadyLoops < 0 || c.workers < 1 || c.createWorkers < 1 || c.poll <= 0 || c.resync <= 0 {
-		return nil, fmt.Errorf("-rate-limit and -steady-loops must be ≥ 0; -workers, -create-workers, -poll and -resync-interval > 0")
+	if c.rateLimit < 0 || c.steadyLoops < 0 || c.verifyWrites < 0 || c.workers < 1 || c.createWorkers < 1 || c.poll <= 0 || c.resync <= 0 {
+		return nil, fmt.Errorf("-rate-limit, -steady-loops and -verify-writes must be ≥ 0; -workers, -create-workers, -poll and -resync-interval > 0")
 	}
 	if c.out != "" && c.pprofDir != "" {
 		return nil, fmt.Errorf("-pprof runs carry the profiler's overhead; do not publish them with -out")
@@ -193,7 +199,10 @@ type scenarioRun struct {
 	rateWindow time.Duration
 	// backlog: the UserSyncs exist before the provider can be used, and
 	// the clock starts when it can (its Secret is created).
-	backlog  bool
+	backlog bool
+	// verify: after convergence, measure drift detection (verify.go)
+	// instead of the steady state.
+	verify   bool
 	results  []*result
 	env      envInfo
 	started  time.Time
@@ -206,18 +215,10 @@ func run(ctx context.Context, cfg *config) error {
 		runs = append(runs, &scenarioRun{name: scenarioPoints, points: cfg.points, rateLimit: cfg.rateLimit, rateWindow: cfg.rateWindow})
 	}
 	if cfg.scenario == scenarioRateLim || cfg.scenario == scenarioAll {
-		pts := cfg.points
-		if !cfg.explicit["points"] && !cfg.explicit["syncs"] && !cfg.explicit["users"] {
-			pts, _ = parsePoints(ratelimitPoints)
-		}
-		r := &scenarioRun{name: scenarioRateLim, points: pts, rateLimit: ratelimitLimit, rateWindow: ratelimitWindow, backlog: true}
-		if cfg.explicit["rate-limit"] && cfg.rateLimit > 0 {
-			r.rateLimit = cfg.rateLimit
-		}
-		if cfg.explicit["rate-window"] {
-			r.rateWindow = cfg.rateWindow
-		}
-		runs = append(runs, r)
+		runs = append(runs, limitedScenario(cfg, scenarioRateLim))
+	}
+	if cfg.scenario == scenarioVerify || cfg.scenario == scenarioAll {
+		runs = append(runs, limitedScenario(cfg, scenarioVerify))
 	}
 
 	root, err := moduleRoot()
@@ -264,7 +265,7 @@ func run(ctx context.Context, cfg *config) error {
 				keep = true
 				return fmt.Errorf("point %s: %w", p, err)
 			}
-			if !res.converged {
+			if !res.converged || res.verify.failed() {
 				keep = true
 			}
 			sr.results = append(sr.results, res)
@@ -280,6 +281,29 @@ func run(ctx context.Context, cfg *config) error {
 		}
 	}
 	return nil
+}
+
+// limitedScenario is a scenario under a vendor rate limit (ratelimit,
+// verify): its own default points and HubSpot's 100 requests / 10 s unless
+// the command line says otherwise.
+func limitedScenario(cfg *config, name string) *scenarioRun {
+	pts := cfg.points
+	if !cfg.explicit["points"] && !cfg.explicit["syncs"] && !cfg.explicit["users"] {
+		def := ratelimitPoints
+		if name == scenarioVerify {
+			def = verifyPoints
+		}
+		pts, _ = parsePoints(def)
+	}
+	r := &scenarioRun{name: name, points: pts, rateLimit: ratelimitLimit, rateWindow: ratelimitWindow,
+		backlog: name == scenarioRateLim, verify: name == scenarioVerify}
+	if cfg.explicit["rate-limit"] && cfg.rateLimit > 0 {
+		r.rateLimit = cfg.rateLimit
+	}
+	if cfg.explicit["rate-window"] {
+		r.rateWindow = cfg.rateWindow
+	}
+	return r
 }
 
 func logf(format string, args ...any) {

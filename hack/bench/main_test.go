@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
+	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -22,6 +26,7 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"-points", "1x1", "-users", "2"}, wantErr: "either -points or -syncs/-users"},
 		{args: []string{"-scenario", "nope"}, wantErr: "-scenario"},
 		{args: []string{"-pprof", "/tmp/p", "-out", "x.md"}, wantErr: "-pprof"},
+		{args: []string{"-scenario", "verify"}, want: "1x10,20x500,200x500"},
 	} {
 		cfg, err := parseFlags(flag.NewFlagSet("bench", flag.ContinueOnError), tc.args)
 		if tc.wantErr != "" {
@@ -83,5 +88,68 @@ func TestFormatting(t *testing.T) {
 	}
 	if ceilDiv(100000, 100) != 1000 || ceilDiv(10, 100) != 1 || ceilDiv(101, 100) != 2 {
 		t.Error("ceilDiv")
+	}
+}
+
+func TestVerifyScenario(t *testing.T) {
+	cfg, err := parseFlags(flag.NewFlagSet("bench", flag.ContinueOnError), []string{"-scenario", "verify"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := limitedScenario(cfg, scenarioVerify)
+	if !sr.verify || sr.backlog || sr.rateLimit != ratelimitLimit || sr.rateWindow != ratelimitWindow || len(sr.points) != 1 || sr.points[0].String() != verifyPoints {
+		t.Errorf("verify scenario %+v", sr)
+	}
+	if got := commandLine(cfg, sr); got != "go run ./hack/bench -scenario verify" {
+		t.Errorf("command line %q", got)
+	}
+	cfg, err = parseFlags(flag.NewFlagSet("bench", flag.ContinueOnError), []string{"-scenario", "verify", "-rate-limit", "50", "-rate-window", "1s", "-verify-writes", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr = limitedScenario(cfg, scenarioVerify)
+	if got, want := commandLine(cfg, sr), "go run ./hack/bench -scenario verify -rate-limit 50 -rate-window 1s -verify-writes 1"; got != want {
+		t.Errorf("command line %q, want %q", got, want)
+	}
+	if _, err := parseFlags(flag.NewFlagSet("bench", flag.ContinueOnError), []string{"-verify-writes", "-1"}); err == nil {
+		t.Error("-verify-writes -1 accepted")
+	}
+	// Writes go past the first window, alternately mid-window and at a
+	// window's end, and always before the pass's last read.
+	for _, tc := range []struct{ k, limit, reads, want int }{
+		{0, 100, 1000, 150}, {1, 100, 1000, 200}, {2, 100, 1000, 250}, {0, 100, 120, 119}, {0, 100, 1, 0},
+	} {
+		if got := midPassTrigger(tc.k, tc.limit, tc.reads); got != tc.want {
+			t.Errorf("midPassTrigger(%d, %d, %d) = %d, want %d", tc.k, tc.limit, tc.reads, got, tc.want)
+		}
+	}
+}
+
+func TestCallLog(t *testing.T) {
+	t0 := time.Now()
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	log := []emulation.Call{
+		{Endpoint: hsemu.EndpointRead, At: at(0)}, {Endpoint: hsemu.EndpointList, At: at(1)}, {Endpoint: hsemu.EndpointRead, At: at(2)},
+		{Endpoint: hsemu.EndpointRead, At: at(3)}, {Endpoint: hsemu.EndpointUpdate, Inputs: 1, At: at(4)}, {Endpoint: hsemu.EndpointRead, At: at(6)},
+	}
+	if f, l := callSpan(log, hsemu.EndpointRead); !f.Equal(at(0)) || !l.Equal(at(6)) {
+		t.Errorf("callSpan = %v, %v", f, l)
+	}
+	if f, l := callSpan(log, hsemu.EndpointCreate); !f.IsZero() || !l.IsZero() {
+		t.Error("callSpan without a call")
+	}
+	upd, ok := firstCallFrom(log, hsemu.EndpointUpdate, at(2))
+	if !ok || !upd.At.Equal(at(4)) || upd.Inputs != 1 {
+		t.Errorf("firstCallFrom = %+v, %t", upd, ok)
+	}
+	if _, ok := firstCallFrom(log, hsemu.EndpointUpdate, at(5)); ok {
+		t.Error("firstCallFrom after the last update")
+	}
+	// [from, to): the read at 2 counts, the update's moment does not.
+	if n := readsIn(log, at(2), at(4)); n != 2 {
+		t.Errorf("readsIn = %d, want 2", n)
+	}
+	if n := changedRows([]syncRow{{name: "a", rv: "1"}, {name: "b", rv: "2"}}, []syncRow{{name: "a", rv: "1"}, {name: "b", rv: "3"}}); n != 1 {
+		t.Errorf("changedRows = %d, want 1", n)
 	}
 }

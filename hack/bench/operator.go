@@ -53,8 +53,10 @@ func freePort() (int, error) {
 }
 
 // startOperator starts the operator binary for one point, serving only the
-// point's namespace.
-func startOperator(cfg *config, binary, kubeconfig, workDir, namespace, profileDir string) (*operator, error) {
+// point's namespace. profileDir, when not empty, runs the profiled operator
+// (-pprof) with the CPU profile phases named by phases ("": the steady
+// state).
+func startOperator(cfg *config, binary, kubeconfig, workDir, namespace, profileDir, phases string) (*operator, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -77,6 +79,9 @@ func startOperator(cfg *config, binary, kubeconfig, workDir, namespace, profileD
 	o.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+cfg.goMemLimit, app.MemoryLimitEnv+"="+cfg.memoryLimit)
 	if profileDir != "" {
 		o.cmd.Env = append(o.cmd.Env, profileDirEnvVar+"="+profileDir)
+		if phases != "" {
+			o.cmd.Env = append(o.cmd.Env, profilePhasesEnvVar+"="+phases)
+		}
 	}
 	var w io.Writer = o.logFile
 	if cfg.verbose {
@@ -124,13 +129,25 @@ func (o *operator) cpuSeconds() (float64, error) {
 }
 
 // peakRSS is VmHWM, the peak resident set size, in bytes.
-func (o *operator) peakRSS() (int64, error) {
-	v := procField(fmt.Sprintf("/proc/%d/status", o.cmd.Process.Pid), "VmHWM")
+func (o *operator) peakRSS() (int64, error) { return o.statusBytes("VmHWM") }
+
+// rss is VmRSS, the resident set size now, in bytes.
+func (o *operator) rss() (int64, error) { return o.statusBytes("VmRSS") }
+
+func (o *operator) statusBytes(field string) (int64, error) {
+	v := procField(fmt.Sprintf("/proc/%d/status", o.cmd.Process.Pid), field)
 	kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("VmHWM %q: %w", v, err)
+		return 0, fmt.Errorf("%s %q: %w", field, v, err)
 	}
 	return kb << 10, nil
+}
+
+// resetPeakRSS sets VmHWM back to the current RSS (Linux ≥ 4.0: "5" to
+// /proc/<pid>/clear_refs), so that the next peakRSS is the peak of what
+// follows alone.
+func (o *operator) resetPeakRSS() error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", o.cmd.Process.Pid), []byte("5"), 0)
 }
 
 // metricsSnapshot is one scrape of the operator's /metrics.
@@ -191,16 +208,17 @@ next:
 	return total
 }
 
-// byLabel adds up a counter family by the value of one label.
-func (m metricsSnapshot) byLabel(name, label string) map[string]float64 {
+// requestsByMethod adds up the operator's Kubernetes API requests
+// (rest_client_requests_total) by method.
+func (m metricsSnapshot) requestsByMethod() map[string]float64 {
 	out := map[string]float64{}
-	mf, ok := m[name]
+	mf, ok := m["rest_client_requests_total"]
 	if !ok {
 		return out
 	}
 	for _, mt := range mf.GetMetric() {
 		for _, lp := range mt.GetLabel() {
-			if lp.GetName() == label {
+			if lp.GetName() == "method" {
 				out[lp.GetValue()] += mt.GetCounter().GetValue()
 			}
 		}
@@ -208,9 +226,28 @@ func (m metricsSnapshot) byLabel(name, label string) map[string]float64 {
 	return out
 }
 
+// apiWrites is the number of POST, PUT, PATCH and DELETE requests the
+// operator made from m0 to m1.
+func apiWrites(m0, m1 metricsSnapshot) float64 {
+	before, after := m0.requestsByMethod(), m1.requestsByMethod()
+	n := 0.0
+	for _, method := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		n += after[method] - before[method]
+	}
+	return n
+}
+
+// profilePhasesEnvVar names the CPU profiles a profiled operator writes
+// after each SIGUSR1 (comma-separated; default "steady"): the first
+// SIGUSR1 ends cpu-converge.pprof and starts cpu-<first>.pprof, the next
+// ends it and starts cpu-<second>.pprof, and so on; once the names run out
+// a SIGUSR1 only ends the profile under way.
+const profilePhasesEnvVar = "USERSYNC_BENCH_PROFILE_PHASES"
+
 // runProfiledManager is the operator as main.go wires it, with a CPU
 // profile of everything up to SIGUSR1 (convergence), a heap profile at
-// SIGUSR1, and a CPU profile from SIGUSR1 to SIGTERM (steady state).
+// SIGUSR1, and a CPU profile from SIGUSR1 to SIGTERM (steady state), or
+// one per phase of profilePhasesEnvVar.
 func runProfiledManager(dir string, args []string) int {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	var metricsAddr, probeAddr string
@@ -272,18 +309,29 @@ func runProfiledManager(dir string, args []string) int {
 		log.Error(err, "unable to set up the sync engine")
 		return 1
 	}
+	phases := []string{"steady"}
+	if v := os.Getenv(profilePhasesEnvVar); v != "" {
+		phases = strings.Split(v, ",")
+	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	go func() {
+		n := 0
 		for range usr1 {
 			mu.Lock()
 			stopCPU()
-			if f, err := os.Create(filepath.Join(dir, "heap-converged.pprof")); err == nil {
-				runtime.GC()
-				_ = pprof.Lookup("heap").WriteTo(f, 0)
-				_ = f.Close()
+			stopCPU = func() {}
+			if n == 0 {
+				if f, err := os.Create(filepath.Join(dir, "heap-converged.pprof")); err == nil {
+					runtime.GC()
+					_ = pprof.Lookup("heap").WriteTo(f, 0)
+					_ = f.Close()
+				}
 			}
-			stopCPU = startCPU("cpu-steady.pprof")
+			if n < len(phases) {
+				stopCPU = startCPU("cpu-" + phases[n] + ".pprof")
+			}
+			n++
 			mu.Unlock()
 		}
 	}()

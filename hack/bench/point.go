@@ -84,6 +84,7 @@ type result struct {
 	loopsConv    float64       // sync loops during convergence
 
 	steady     *steadyResult
+	verify     *verifyResult
 	profileDir string
 }
 
@@ -152,7 +153,11 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if cfg.pprofDir != "" {
 		res.profileDir = filepath.Join(cfg.pprofDir, b.scenario.name+"-"+p.String())
 	}
-	op, err := startOperator(cfg, b.binary, b.cp.kubeconfig, b.work, ns.Name, res.profileDir)
+	phases := ""
+	if b.scenario.verify {
+		phases = verifyProfilePhases
+	}
+	op, err := startOperator(cfg, b.binary, b.cp.kubeconfig, b.work, ns.Name, res.profileDir, phases)
 	if err != nil {
 		return nil, err
 	}
@@ -321,7 +326,12 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		res.converged, res.convergeTime.Round(10*time.Millisecond), res.calls.writes(), res.calls.creates, ceilDiv(p.total(), 100),
 		res.writeSpan.Round(10*time.Millisecond), res.vendorUsers, res.cpuConverge, res.cpuControl, mib(res.rssConverged), res.apiRequests)
 
-	if res.converged && cfg.steadyLoops > 0 {
+	switch {
+	case res.converged && b.scenario.verify:
+		if res.verify, err = b.verifyPhase(ctx, op, em, tables, ns.Name); err != nil {
+			return nil, err
+		}
+	case res.converged && cfg.steadyLoops > 0:
 		if res.steady, err = b.steadyState(ctx, op, em, tables, ns.Name); err != nil {
 			return nil, err
 		}
@@ -329,6 +339,9 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if res.peakRSS, err = op.peakRSS(); err != nil {
 		return nil, err
 	}
+	// The verify phase resets VmHWM to measure its passes alone: the
+	// point's peak is the larger of the two.
+	res.peakRSS = max(res.peakRSS, res.rssConverged)
 	op.stop()
 	if err := cleanup(ctx, c, ns.Name); err != nil {
 		b.progress("cleaning up: %v", err)
@@ -500,10 +513,7 @@ func (b *bench) steadyState(ctx context.Context, op *operator, em *hsemu.Emulato
 	if s.loops > 0 {
 		s.loopSeconds = (histSum(m1, filter) - histSum(m0, filter)) / float64(s.loops)
 	}
-	before, after := m0.byLabel("rest_client_requests_total", "method"), m1.byLabel("rest_client_requests_total", "method")
-	for _, method := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-		s.apiWrites += after[method] - before[method]
-	}
+	s.apiWrites = apiWrites(m0, m1)
 	rv0 := map[string]string{}
 	for _, r := range rows0 {
 		rv0[r.name] = r.rv

@@ -64,8 +64,11 @@ func commandLine(cfg *config, sr *scenarioRun) string {
 		pts = append(pts, p.String())
 	}
 	def := defaultPoints
-	if sr.name == scenarioRateLim {
+	switch sr.name {
+	case scenarioRateLim:
 		def = ratelimitPoints
+	case scenarioVerify:
+		def = verifyPoints
 	}
 	if strings.Join(pts, ",") != def {
 		args = append(args, "-points "+strings.Join(pts, ","))
@@ -88,8 +91,17 @@ func commandLine(cfg *config, sr *scenarioRun) string {
 	if cfg.workers != 4 {
 		args = append(args, fmt.Sprintf("-workers %d", cfg.workers))
 	}
-	if sr.name == scenarioPoints && sr.rateLimit > 0 {
+	switch {
+	case sr.name == scenarioPoints && sr.rateLimit > 0:
 		args = append(args, fmt.Sprintf("-rate-limit %d -rate-window %s", sr.rateLimit, sr.rateWindow))
+	case sr.name != scenarioPoints && sr.rateLimit != ratelimitLimit:
+		args = append(args, fmt.Sprintf("-rate-limit %d", sr.rateLimit))
+	}
+	if sr.name != scenarioPoints && sr.rateWindow != ratelimitWindow {
+		args = append(args, "-rate-window "+sr.rateWindow.String())
+	}
+	if sr.name == scenarioVerify && cfg.verifyWrites != 3 {
+		args = append(args, fmt.Sprintf("-verify-writes %d", cfg.verifyWrites))
 	}
 	return strings.Join(args, " ")
 }
@@ -104,8 +116,11 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 		commit += " (with uncommitted changes)"
 	}
 	title := "Scale points"
-	if sr.name == scenarioRateLim {
+	switch sr.name {
+	case scenarioRateLim:
 		title = "Vendor rate limit"
+	case scenarioVerify:
+		title = "Drift detection: verifying every user"
 	}
 	w("### %s\n\n", title)
 	w("Measured %s UTC on %d × %s, %s RAM; %s; commit %s. Load average (1/5/15 min) %s at the start, %s at the end. ",
@@ -187,6 +202,10 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 			"First write call after: from the first UserSync create; write calls spanned: from the first write call sent to the last one answered.\n\n")
 	}
 
+	if sr.verify {
+		renderVerify(w, sr)
+	}
+
 	w("Targets:\n\n| Target | UserSyncs × users | Figure | |\n|---|---|---|---|\n")
 	for _, t := range targets(sr) {
 		w("| %s | %s | %s | %s |\n", t.name, t.point, t.figure, verdict(t.ok))
@@ -208,7 +227,142 @@ func hasSteady(sr *scenarioRun) bool {
 // rateLimit calls at once and rateLimit more each window after, so C calls
 // need (⌈C/limit⌉ − 1) windows.
 func rateBound(sr *scenarioRun, r *result) time.Duration {
-	return time.Duration(ceilDiv(r.calls.rateLimited, sr.rateLimit)-1) * sr.rateWindow
+	return callsBound(sr, r.calls.rateLimited)
+}
+
+// callsBound is the least time the scenario's limit lets calls take.
+func callsBound(sr *scenarioRun, calls int) time.Duration {
+	if sr.rateLimit <= 0 || calls == 0 {
+		return 0
+	}
+	return time.Duration(ceilDiv(calls, sr.rateLimit)-1) * sr.rateWindow
+}
+
+// renderVerify is the markdown of the verify scenario's pass and mid-pass
+// writes.
+func renderVerify(w func(string, ...any), sr *scenarioRun) {
+	w("Two passes. The first: once every UserSync is Ready (drift detection off until then), the provider's `spec.driftDetection.interval` is set from 0s to %s; "+
+		"never verified, the provider is due at once; the spec change rebuilds the vendor client, and with it the operator's cache of the hashed desired users. "+
+		"The pass on the clock: the next one, which the interval starts %s after the first ended, as every later pass, nothing changed. "+
+		"Each is measured from the patch (or from the end of the first, the wait for the clock included) to the provider's `status.lastVerifiedTime` set and no loop running; "+
+		"operator CPU and control-plane CPU over the same span; RSS at the start: the operator's VmRSS then; peak RSS: over that span alone (VmHWM reset to the RSS of the moment through `/proc/<pid>/clear_refs`).\n\n",
+		verifyInterval, verifyInterval)
+	w("| UserSyncs × users | Pass | N | batch/read calls | ⌈N/100⌉ | Users read | Other vendor calls | Vendor writes | Reads spanned | Bound | lastVerifiedTime after | Operator CPU | Control-plane CPU | RSS at the start | Peak RSS | UserSync status writes | K8s API requests (of which writes) | Most calls in one window | 429 answers |\n")
+	w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range sr.results {
+		for _, pp := range r.verify.passes() {
+			p := pp.p
+			after := secs(p.verifiedAfter)
+			if !p.verified {
+				after = "**not verified**: " + p.failure
+			}
+			w("| %s | %s | %s | %s | %s | %s | %d | %d | %s | %s | %s | %.2f s | %.2f s | %s | %s | %d | %.0f (%.0f) | %d / %d | %d |\n",
+				pointLabel(r.point), pp.name, thousands(r.point.total()), thousands(p.reads), thousands(ceilDiv(r.point.total(), 100)), thousands(p.readInputs),
+				p.calls.reads-p.reads, p.calls.writes(), secs(p.readSpan()), secs(callsBound(sr, p.calls.rateLimited)), after, p.cpu, p.control,
+				mib(p.rssStart), mib(p.peakRSS), p.syncStatusWrites, p.apiRequests, p.apiWrites, p.calls.maxInWindow, sr.rateLimit, p.calls.throttled)
+		}
+	}
+	w("\nOther vendor calls: the credentials check of the client rebuilt for the new spec (one `GET` of a user); a pass on the clock makes none. Reads spanned: from the first `batch/read` the emulator received to the last; "+
+		"bound: the least time the limit allows the pass's rate-limited calls, (⌈calls / %d⌉ − 1) × %s. A pass reads only while nothing is to be written, so it may use the whole limit; "+
+		"the most calls the emulator admitted in one rolling window of %s shows it kept within it.\n\n", sr.rateLimit, sr.rateWindow, sr.rateWindow)
+	if !hasWrites(sr) {
+		return
+	}
+	w("Writes that arrive mid-pass: in the passes after the pass on the clock (the next one %s after it; a pass that stops for a write is taken up again, from the start, a second after the write). Once the pass under way has made the reads of the third column, "+
+		"one user's `%s` attribute is changed in one UserSync (a JSON patch). Accepted: from sending the patch to the API server's answer; on a watch: to the event on the benchmark's own "+
+		"metadata watch of that UserSync (the API server's and the watch's latency, which the operator's watch shares). Reads are counted, and the first `batch/update` timed, from the acceptance.\n\n",
+		verifyInterval, midPassAttribute)
+	w("| UserSyncs × users | Write | Reads of the pass when sent | Accepted after | On a watch after | batch/read calls from acceptance to the first batch/update | of which after the watch event | First batch/update after acceptance | Users in it | UserSync Ready after acceptance |\n")
+	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range sr.results {
+		if r.verify == nil {
+			continue
+		}
+		for i, m := range r.verify.writes {
+			seen, after := "–", "–"
+			if m.seen >= 0 {
+				seen, after = secs(m.seen), fmt.Sprint(m.readsAfterSeen)
+			}
+			ready := secs(m.ready)
+			if !m.applied {
+				ready = "**" + m.failure + "**"
+			}
+			w("| %s | %d (`%s` of %s) | %d | %s | %s | %d | %s | %s | %d | %s |\n", pointLabel(r.point), i+1, m.user, m.sync, m.readsBefore,
+				secs(m.accepted), seen, m.readsBetween, after, secs(m.delay), m.updateInputs, ready)
+		}
+		mc := r.verify.midCalls
+		w("\nOver these writes and the passes around them: %s, %s, %d 429 answers, at most %d calls in one window of %s (limit %d).\n\n",
+			plural(mc.reads, "vendor read"), plural(mc.writes(), "vendor write"), mc.throttled, mc.maxInWindow, sr.rateWindow, sr.rateLimit)
+	}
+}
+
+func hasWrites(sr *scenarioRun) bool {
+	for _, r := range sr.results {
+		if r.verify != nil && len(r.verify.writes) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// namedPass is a pass with its name in the tables.
+type namedPass struct {
+	name string
+	p    passResult
+}
+
+// passes are the passes measured (none for nil).
+func (v *verifyResult) passes() []namedPass {
+	if v == nil {
+		return nil
+	}
+	out := []namedPass{{"first pass (after the spec change)", v.first}}
+	if v.first.verified {
+		out = append(out, namedPass{"pass on the clock", v.clock})
+	}
+	return out
+}
+
+// verifyTargets are the verify scenario's targets for one point.
+func verifyTargets(sr *scenarioRun, r *result, v *verifyResult) []target {
+	n := r.point.total()
+	t := func(name, figure string, ok bool) target {
+		return target{name: name, point: pointLabel(r.point), figure: figure, ok: ok}
+	}
+	var out []target
+	for _, pp := range v.passes() {
+		p, name := pp.p, pp.name
+		out = append(out,
+			t(name+": batch/read calls = ⌈N/100⌉, every user read once", fmt.Sprintf("%s (%s users) for ⌈N/100⌉ = %s", plural(p.reads, "call"), thousands(p.readInputs), thousands(ceilDiv(n, 100))),
+				p.verified && p.reads == ceilDiv(n, 100) && p.readInputs == n),
+			t(name+": lastVerifiedTime advanced", fmt.Sprintf("%s, %s after the start", p.lastVerified, secs(p.verifiedAfter)), p.verified),
+			t(name+": 0 vendor writes, 0 UserSync status writes", fmt.Sprintf("%d, %d", p.calls.writes(), p.syncStatusWrites), p.calls.writes() == 0 && p.syncStatusWrites == 0),
+			t(fmt.Sprintf("%s: rate limit kept (≤ %d calls in any %s, no 429)", name, sr.rateLimit, sr.rateWindow), fmt.Sprintf("at most %d, %d 429s", p.calls.maxInWindow, p.calls.throttled),
+				p.calls.maxInWindow <= sr.rateLimit && p.calls.throttled == 0))
+		if n >= targetScale {
+			out = append(out,
+				t(name+": operator CPU ≤ 3 s", fmt.Sprintf("%.2f s", p.cpu), p.cpu <= targetPassCPU),
+				t(name+": peak RSS within the 256Mi limit", mib(p.peakRSS), p.peakRSS <= targetRSS))
+		}
+	}
+	if len(v.writes) > 0 {
+		most, slowest, applied := 0, time.Duration(0), 0
+		for _, m := range v.writes {
+			most, slowest = max(most, m.readsBetween), max(slowest, m.delay)
+			if m.applied {
+				applied++
+			}
+		}
+		out = append(out,
+			t(fmt.Sprintf("mid-pass write: ≤ %d batch/read calls before its batch/update", targetMidPassReads),
+				fmt.Sprintf("at most %d over %s (the slowest sent %s after the acceptance)", most, plural(len(v.writes), "write"), secs(slowest)),
+				most <= targetMidPassReads),
+			t("mid-pass write: applied at the vendor", fmt.Sprintf("%d of %d", applied, len(v.writes)), applied == len(v.writes)),
+			t(fmt.Sprintf("mid-pass writes: rate limit kept (≤ %d calls in any %s, no 429)", sr.rateLimit, sr.rateWindow),
+				fmt.Sprintf("at most %d, %d 429s", v.midCalls.maxInWindow, v.midCalls.throttled),
+				v.midCalls.maxInWindow <= sr.rateLimit && v.midCalls.throttled == 0))
+	}
+	return out
 }
 
 type target struct {
@@ -244,6 +398,9 @@ func targets(sr *scenarioRun) []target {
 			}
 		} else if sr.name == scenarioPoints && n >= targetScale {
 			add(r, "steady state measured", "not measured", false)
+		}
+		if v := r.verify; v != nil {
+			out = append(out, verifyTargets(sr, r, v)...)
 		}
 		if sr.name == scenarioRateLim {
 			bound := rateBound(sr, r)
