@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"math"
 	"slices"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/usersync/usersync-operator/internal/providers"
 )
@@ -98,91 +94,9 @@ func differs(want map[string]any, got stored) []string {
 	return slices.Compact(out)
 }
 
-// sameEmail compares emails without case: Propel may store them
-// lower-cased.
-func sameEmail(want, got any) bool {
-	w, wok := text(want)
-	g, gok := text(got)
-	return wok && gok && strings.EqualFold(strings.TrimSpace(w), strings.TrimSpace(g))
-}
-
-// sameStored reports whether a declared value, as the client writes it
-// (Propel takes text: "3", "0.5", "true"), and the value Propel answered
-// are the same once both are read the way Propel may store them:
-//   - an absent value, null and "" are the same (a vendor may drop empty
-//     values);
-//   - strings compare without surrounding spaces;
-//   - numbers compare by value, whether answered as JSON numbers or as
-//     numeric strings (3, 3.0 and "3");
-//   - booleans compare with the strings "true" and "false", in any case;
-//   - dates and datetimes compare as instants ("1990-01-01" and
-//     "1990-01-01T00:00:00Z").
-//
-// Objects and lists never equal a declared scalar.
-func sameStored(want, got any) bool {
-	w, wok := text(want)
-	g, gok := text(got)
-	if !wok || !gok {
-		return false
-	}
-	w, g = strings.TrimSpace(w), strings.TrimSpace(g)
-	if w == g {
-		return true
-	}
-	if a, ok := number(w); ok {
-		b, ok := number(g)
-		return ok && a == b
-	}
-	if a, ok := boolean(w); ok {
-		b, ok := boolean(g)
-		return ok && a == b
-	}
-	if a, ok := instant(w); ok {
-		b, ok := instant(g)
-		return ok && a.Equal(b)
-	}
-	return false
-}
-
-// text renders a JSON scalar as text; ok is false for objects and lists.
-func text(v any) (string, bool) {
-	switch x := v.(type) {
-	case nil:
-		return "", true
-	case string:
-		return x, true
-	case json.Number:
-		return x.String(), true
-	case bool, float64, float32, int, int32, int64:
-		return providers.Scalar(v), true
-	}
-	return "", false
-}
-
-func number(s string) (float64, bool) {
-	f, err := strconv.ParseFloat(s, 64)
-	return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
-}
-
-func boolean(s string) (bool, bool) {
-	switch {
-	case strings.EqualFold(s, "true"):
-		return true, true
-	case strings.EqualFold(s, "false"):
-		return false, true
-	}
-	return false, false
-}
-
-// timeLayouts are the date and datetime forms a vendor may answer.
-var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00",
-	"2006-01-02 15:04:05.999999999", time.DateOnly}
-
-func instant(s string) (time.Time, bool) {
-	for _, l := range timeLayouts {
-		if t, err := time.Parse(l, s); err == nil {
-			return t, true
-		}
-	}
-	return time.Time{}, false
-}
+// The comparison rules are the shared ones (providers.SameStored).
+var (
+	sameEmail  = providers.SameEmail
+	sameStored = providers.SameStored
+	text       = providers.StoredText
+)
