@@ -85,6 +85,85 @@ type ProviderSpec struct {
 	// while writes are pending.
 	// +optional
 	DriftDetection *DriftDetection `json:"driftDetection,omitempty"`
+
+	// attributeMapping maps the attributes the UserSyncs declare (the
+	// admin's own vocabulary, such as title or plan) onto this vendor's
+	// names and shapes, in order. An entry renames a declared attribute
+	// (attribute → to), computes a value with a CEL expression over the
+	// declared user, writes a value only when the user is created
+	// (createOnly), or never writes an attribute (ignore). A declared
+	// attribute that an entry names is written under the entry's to only.
+	// Entries are checked when the provider is: an expression that does not
+	// compile, returns a list or map, or may cost too much, two entries
+	// writing the same to, or a to the vendor does not allow make the
+	// provider Ready=False with reason InvalidMapping, and nothing is written
+	// until it is fixed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	AttributeMapping []AttributeMapping `json:"attributeMapping,omitempty"`
+
+	// unmappedAttributes says what happens to a declared attribute that no
+	// attributeMapping entry names: Send (default) writes it under its own
+	// name; Drop does not write it.
+	// +optional
+	// +kubebuilder:validation:Enum=Send;Drop
+	UnmappedAttributes UnmappedAttributes `json:"unmappedAttributes,omitempty"`
+}
+
+// UnmappedAttributes says what happens to attributes no mapping entry names.
+type UnmappedAttributes string
+
+// Values of ProviderSpec.UnmappedAttributes.
+const (
+	UnmappedSend UnmappedAttributes = "Send"
+	UnmappedDrop UnmappedAttributes = "Drop"
+)
+
+// AttributeMapping is one entry of a provider's attributeMapping.
+// +kubebuilder:validation:XValidation:rule="!(has(self.attribute) && has(self.expression))",message="attribute and expression exclude each other: an entry writes a declared attribute or a computed value"
+// +kubebuilder:validation:XValidation:rule="has(self.attribute) || has(self.expression) || (has(self.ignore) && self.ignore && has(self.to))",message="an entry needs attribute (a declared attribute) or expression (a CEL expression); an ignore entry needs attribute or to"
+// +kubebuilder:validation:XValidation:rule="!has(self.expression) || has(self.to)",message="an expression needs to: the vendor attribute its value is written to",fieldPath=".to"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ignore) && self.ignore) || (!has(self.expression) && !(has(self.createOnly) && self.createOnly))",message="ignore excludes expression and createOnly: an ignored attribute is never written"
+type AttributeMapping struct {
+	// attribute is the declared attribute (a key of users[].attributes or
+	// of the UserSync's defaults.attributes) this entry writes.
+	// +optional
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_.-]*$`
+	Attribute string `json:"attribute,omitempty"`
+
+	// to is the vendor's name for the value (a HubSpot property, a Propel
+	// user field or attribute, a user.com attribute, a SCIM attribute such
+	// as title or enterprise.department). Defaults to attribute.
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_.-]*$`
+	To string `json:"to,omitempty"`
+
+	// expression is a CEL expression over the declared user (user.key,
+	// user.email, user.firstName, user.lastName, user.attributes, a map with
+	// the UserSync's defaults filled in) whose value is written to to: a
+	// string, a number or a boolean, or null to write nothing. For example
+	// user.firstName + ' ' + user.lastName, or
+	// user.attributes.plan == 'pro' ? 'Enterprise' : 'Standard'. Reading an
+	// attribute a user does not have fails that user's record (InvalidSpec);
+	// guard with has(user.attributes.plan).
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Expression string `json:"expression,omitempty"`
+
+	// createOnly writes the value when the user is created and never
+	// updates it: an initial value an admin may change in the vendor. Drift
+	// detection does not compare it.
+	// +optional
+	CreateOnly bool `json:"createOnly,omitempty"`
+
+	// ignore never writes the attribute (and nothing to to), whatever the
+	// UserSyncs declare. Drift detection does not compare it.
+	// +optional
+	Ignore bool `json:"ignore,omitempty"`
 }
 
 // DriftDetection configures how a provider verifies its users.
@@ -218,6 +297,21 @@ type SCIMOptions struct {
 	// +optional
 	// +kubebuilder:validation:Enum=Delete;Deactivate
 	Deprovision string `json:"deprovision,omitempty"`
+
+	// extensionSchema is the URN of a custom schema extension of the
+	// server's User (such as urn:example:params:scim:schemas:extension:acme:2.0:User)
+	// that receives the attributes that are neither singular core attributes
+	// nor enterprise.<name>: an attribute "costCode" is written as
+	// costCode in that extension, and the extension's URN is added to the
+	// user's schemas. Attribute names must then be SCIM attribute names
+	// (a letter, then letters, digits, '-' or '_'). Without it such an
+	// attribute fails its record with reason InvalidSpec, naming it.
+	// +optional
+	// +kubebuilder:validation:MinLength=5
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s]+$`
+	// +kubebuilder:validation:XValidation:rule="self.lowerAscii() != 'urn:ietf:params:scim:schemas:core:2.0:user' && self.lowerAscii() != 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:user'",message="extensionSchema must be a custom extension's URN, not the core or enterprise User schema"
+	ExtensionSchema string `json:"extensionSchema,omitempty"`
 }
 
 // PropelOptions are the Propel-specific settings. Propel authenticates with
@@ -312,6 +406,68 @@ type ProviderStatus struct {
 	// +listMapKey=uid
 	// +kubebuilder:validation:MaxItems=20000
 	CreatesInFlight []CreateIntent `json:"createsInFlight,omitempty"`
+
+	// capabilities is what the vendor's server says it offers, read when
+	// the provider is checked (its credentials verified): for SCIM, from
+	// GET /ServiceProviderConfig; a server that answers none offers
+	// nothing optional. The operator sends /Bulk, PATCH, If-Match and
+	// filtered lookups only where they are offered. Absent for vendors
+	// whose API is fixed (HubSpot, Propel, user.com).
+	// +optional
+	Capabilities *ProviderCapabilities `json:"capabilities,omitempty"`
+}
+
+// ProviderCapabilities is what a vendor's server offers of its protocol's
+// optional features (SCIM 2.0 ServiceProviderConfig, RFC 7643 section 5).
+type ProviderCapabilities struct {
+	// bulk says whether POST /Bulk is offered, and its limits.
+	// +required
+	Bulk BulkCapability `json:"bulk"`
+
+	// patch is true when PATCH of a user is offered; without it the
+	// operator reads the user and replaces it with PUT.
+	// +required
+	Patch bool `json:"patch"`
+
+	// etag is true when the server versions users (ETag, meta.version):
+	// the operator's reads and writes of a user are then conditional
+	// (If-Match), and a write that finds the user changed since it was
+	// read (412) reads it again and is retried once.
+	// +required
+	ETag bool `json:"etag"`
+
+	// filter says whether filtered lists (the lookups by externalId or
+	// userName) are offered, and the most users one list answers.
+	// +required
+	Filter FilterCapability `json:"filter"`
+}
+
+// BulkCapability is what a server offers of POST /Bulk.
+type BulkCapability struct {
+	// supported is true when POST /Bulk is offered.
+	// +required
+	Supported bool `json:"supported"`
+
+	// maxOperations is the most operations one Bulk request may carry; the
+	// operator sends at most the smaller of it and spec.batchSize.
+	// +optional
+	MaxOperations int32 `json:"maxOperations,omitempty"`
+
+	// maxPayloadSize is the most bytes one Bulk request may have, measured
+	// on the encoded body.
+	// +optional
+	MaxPayloadSize int64 `json:"maxPayloadSize,omitempty"`
+}
+
+// FilterCapability is what a server offers of filtered lists.
+type FilterCapability struct {
+	// supported is true when the server answers filters.
+	// +required
+	Supported bool `json:"supported"`
+
+	// maxResults is the most users one list answers.
+	// +optional
+	MaxResults int32 `json:"maxResults,omitempty"`
 }
 
 // CreateIntent says that a sync loop may have sent creates for a UserSync.

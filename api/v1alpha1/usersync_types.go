@@ -174,6 +174,22 @@ type UserSyncSpec struct {
 	// +optional
 	// +kubebuilder:default=Apply
 	Mode SyncMode `json:"mode,omitempty"`
+
+	// defaults holds values every user of this UserSync gets unless it sets
+	// its own.
+	// +optional
+	Defaults *UserDefaults `json:"defaults,omitempty"`
+}
+
+// UserDefaults are values a UserSync's users get unless they set their own.
+type UserDefaults struct {
+	// attributes every user gets unless its own attributes name the same
+	// key; the same rules as users[].attributes (at most 8, JSON scalars).
+	// A user's attributes and the defaults together are mapped by each
+	// provider's attributeMapping.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=8
+	Attributes map[string]AttributeValue `json:"attributes,omitempty"`
 }
 
 // SyncMode says whether a UserSync's changes are written or only planned.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +25,7 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/app"
+	"github.com/usersync/usersync-operator/internal/declared"
 	"github.com/usersync/usersync-operator/internal/planner"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
@@ -237,6 +237,9 @@ type provider struct {
 	selector *metav1.LabelSelector
 	vendor   providers.Client
 	factory  providers.Factory
+	// mapping is the provider's attributeMapping, compiled as the operator
+	// compiles it.
+	mapping *declared.Mapping
 }
 
 // fromManifest returns the dry-run object of kind/ns/name in the manifest.
@@ -290,6 +293,10 @@ func (pl *planner2) provider(ctx context.Context, ns string, ref usersv1.Provide
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	p.vendor, p.factory = v, f
+	targets, _ := v.(providers.AttributeTargets)
+	if p.mapping, err = declared.Compile(&p.spec, targets); err != nil {
+		return nil, fmt.Errorf("%s: the operator would not write with this attributeMapping (Ready=False, reason %s): %w", ref, usersv1.ReasonInvalidMapping, err)
+	}
 	return p, nil
 }
 
@@ -454,7 +461,7 @@ func (pl *planner2) syncOf(us *usersv1.UserSync, p *provider, listed bool) plann
 	s := planner.Sync{
 		Name:        us.Namespace + "/" + us.Name,
 		Created:     us.CreationTimestamp.Time,
-		Records:     recordsOf(us, p.ref.String()),
+		Records:     declared.RecordsOf(us, p.ref.String()),
 		Delete:      us.Spec.DeletionPolicy == usersv1.DeletionPolicyDelete,
 		Removed:     !listed || !us.DeletionTimestamp.IsZero(),
 		DriftPolicy: string(us.Spec.DriftPolicy),
@@ -469,7 +476,7 @@ func (pl *planner2) syncOf(us *usersv1.UserSync, p *provider, listed bool) plann
 		}
 	}
 	if !s.Removed {
-		s.Users = desiredUsers(us, p.vendor)
+		s.Users = declared.Users(us, p.mapping, p.vendor, true)
 	}
 	return s
 }
@@ -492,7 +499,7 @@ func (pl *planner2) planProvider(ctx context.Context, w io.Writer, us, live *use
 	}
 	plan := planner.Compute(in)
 	items := plan.Of(0)
-	rows := pl.rows(us, live, in.Syncs[0], items)
+	rows := pl.rows(us, live, p, in.Syncs[0], items)
 
 	_, _ = fmt.Fprintf(w, "\n%s (%s)", p.ref, p.spec.Type)
 	if removed {
@@ -527,16 +534,19 @@ func (pl *planner2) planProvider(ctx context.Context, w io.Writer, us, live *use
 }
 
 // rows describes the items of the planned UserSync that change something.
-func (pl *planner2) rows(us, live *usersv1.UserSync, s planner.Sync, items []planner.Item) []row {
-	liveUsers := map[string]*usersv1.User{}
+func (pl *planner2) rows(us, live *usersv1.UserSync, p *provider, s planner.Sync, items []planner.Item) []row {
+	// The users as the vendor would get them (mapped), before and after.
+	liveUsers := map[string]*providers.User{}
 	if live != nil {
 		for i := range live.Spec.Users {
-			liveUsers[live.Spec.Users[i].Key] = &live.Spec.Users[i]
+			u := declared.Written(live, i, p.mapping, providers.OpUpdate)
+			liveUsers[u.Key] = &u
 		}
 	}
-	newUsers := map[string]*usersv1.User{}
+	newUsers := map[string]*providers.User{}
 	for i := range us.Spec.Users {
-		newUsers[us.Spec.Users[i].Key] = &us.Spec.Users[i]
+		u := declared.Written(us, i, p.mapping, providers.OpUpdate)
+		newUsers[u.Key] = &u
 	}
 	var rows []row
 	for i := range items {
@@ -579,11 +589,11 @@ func (pl *planner2) rows(us, live *usersv1.UserSync, s planner.Sync, items []pla
 // fieldChanges names what an update writes. The status keeps only a
 // digest of what was last written: the fields are known when the
 // cluster's current spec of the user is what was written (same digest).
-func fieldChanges(old planner.Record, was, now *usersv1.User) string {
+func fieldChanges(old planner.Record, was, now *providers.User) string {
 	if now == nil {
 		return "content changed"
 	}
-	if old.Hash == planner.Hash(toProviderUser(now)) {
+	if old.Hash == planner.Hash(*now) {
 		switch old.State {
 		case planner.StateDrifted, planner.StatePending:
 			if old.Reason == planner.ReasonMissing {
@@ -596,7 +606,7 @@ func fieldChanges(old planner.Record, was, now *usersv1.User) string {
 		}
 		return "write again"
 	}
-	if was == nil || old.Hash != planner.Hash(toProviderUser(was)) {
+	if was == nil || old.Hash != planner.Hash(*was) {
 		return "content changed (fields unknown: the status keeps only a digest of what was last written)"
 	}
 	var fields []string
@@ -623,10 +633,12 @@ func fieldChanges(old planner.Record, was, now *usersv1.User) string {
 	for _, k := range sorted {
 		a, b := "", ""
 		if v, ok := was.Attributes[k]; ok {
-			a = string(v.Raw)
+			raw, _ := json.Marshal(v)
+			a = string(raw)
 		}
 		if v, ok := now.Attributes[k]; ok {
-			b = string(v.Raw)
+			raw, _ := json.Marshal(v)
+			b = string(raw)
 		}
 		if a != b {
 			fields = append(fields, fmt.Sprintf("%s: %s → %s", k, orNone(a), orNone(b)))
@@ -687,70 +699,4 @@ func forecast(p *provider, calls int) string {
 	extra := max(calls-requests, 0)
 	d := (time.Duration(extra) * period / time.Duration(requests)).Round(time.Second)
 	return fmt.Sprintf("%s, at least %s at %d requests per %s", s, d, requests, period)
-}
-
-// The conversions below are internal/controller's (records.go recordOf and
-// recordsOf; reconciler.go desiredUsers, toProviderUser, invalidAttributes),
-// copied because that package exposes none of them and the planner may
-// not know the API types. Keep them in step.
-
-func recordsOf(us *usersv1.UserSync, ref string) map[string]planner.Record {
-	out := map[string]planner.Record{}
-	for i := range us.Status.Results {
-		r := &us.Status.Results[i]
-		if r.Provider != ref {
-			continue
-		}
-		rec := planner.Record{Key: r.Key, ExternalID: r.ExternalID, State: string(r.State), Action: r.Action,
-			Reason: r.Reason, Message: r.Message, Attempts: r.Attempts, Hash: r.Hash}
-		if r.LastSyncTime != nil {
-			rec.LastAttempt = r.LastSyncTime.Time
-		}
-		out[r.Key] = rec
-	}
-	return out
-}
-
-func desiredUsers(us *usersv1.UserSync, vendor providers.Client) []planner.Desired {
-	out := make([]planner.Desired, len(us.Spec.Users))
-	for i := range us.Spec.Users {
-		u := toProviderUser(&us.Spec.Users[i])
-		out[i] = planner.Desired{User: u, Hash: planner.Hash(u), Invalid: invalidAttributes(&us.Spec.Users[i])}
-		if vendor != nil {
-			out[i].Identity = vendor.Identity(u)
-		}
-	}
-	return out
-}
-
-var attributeName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,39}$`)
-
-func invalidAttributes(u *usersv1.User) string {
-	names := make([]string, 0, len(u.Attributes))
-	for k := range u.Attributes {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if !attributeName.MatchString(k) {
-			return fmt.Sprintf("attribute name %q is invalid: it must start with a letter or _, hold only letters, digits, _ . - and be at most 40 characters", k)
-		}
-		if _, err := usersv1.ScalarOf(u.Attributes[k]); err != nil {
-			return fmt.Sprintf("attribute %q must be a string, a number or a boolean", k)
-		}
-	}
-	return ""
-}
-
-func toProviderUser(u *usersv1.User) providers.User {
-	pu := providers.User{Key: u.Key, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName}
-	if len(u.Attributes) > 0 {
-		pu.Attributes = make(map[string]any, len(u.Attributes))
-		for k, v := range u.Attributes {
-			if val, err := usersv1.ScalarOf(v); err == nil {
-				pu.Attributes[k] = val
-			}
-		}
-	}
-	return pu
 }

@@ -13,6 +13,7 @@ import (
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/app"
+	"github.com/usersync/usersync-operator/internal/declared"
 	"github.com/usersync/usersync-operator/internal/planner"
 )
 
@@ -29,8 +30,12 @@ func newProvider(t *testing.T, ns, name string, rl *usersv1.RateLimit) {
 
 // synced is the record the operator stores once it wrote u.
 func synced(provider string, u usersv1.User, id string) usersv1.RecordResult {
+	written, err := (*declared.Mapping)(nil).Map(&u, nil)
+	if err != nil {
+		panic(err)
+	}
 	return usersv1.RecordResult{Provider: provider, Key: u.Key, ExternalID: id, State: usersv1.StateSynced,
-		Action: "Created", Hash: planner.Hash(toProviderUser(&u))}
+		Action: "Created", Hash: planner.Hash(written.User)}
 }
 
 func writeFile(t *testing.T, text string) string {

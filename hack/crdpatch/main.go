@@ -48,6 +48,15 @@ func run(path string) error {
 		v.Description = "a JSON scalar: a string (at most 64 characters), a number or a boolean"
 		users.Items.Schema.Properties["attributes"] = attrs
 		spec.Properties["users"] = users
+		// spec.defaults.attributes holds the same values.
+		defaults := spec.Properties["defaults"]
+		dattrs := defaults.Properties["attributes"]
+		if dattrs.AdditionalProperties == nil || dattrs.AdditionalProperties.Schema == nil {
+			return fmt.Errorf("%s: spec.defaults.attributes has no value schema", path)
+		}
+		dattrs.AdditionalProperties.Schema = v.DeepCopy()
+		defaults.Properties["attributes"] = dattrs
+		spec.Properties["defaults"] = defaults
 		s.Properties["spec"] = spec
 	}
 	out, err := yaml.Marshal(&crd)

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/declared"
 	"github.com/usersync/usersync-operator/internal/planner"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
@@ -209,7 +210,7 @@ func (p *pass) flush() bool {
 	for i, tg := range p.batch {
 		s := &p.in.Syncs[tg.si]
 		reqs[i] = providers.ReadRequest{ID: strconv.Itoa(i), ExternalID: s.Records[s.Users[tg.ui].User.Key].ExternalID,
-			User: toProviderUser(&p.l.syncs[tg.si].obj.Spec.Users[tg.ui])}
+			User: declared.Written(p.l.syncs[tg.si].obj, tg.ui, p.l.mapping, providers.OpUpdate)}
 	}
 	vctx := providers.WithObserver(p.ctx, metricLabels{provider: p.l.key.index(), vendor: string(p.l.provider.spec.Type)})
 	obs, err := p.rd.Read(vctx, reqs)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/declared"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
 
@@ -105,21 +106,25 @@ type cachedClient struct {
 	unverified  bool
 	fingerprint string
 	client      providers.Client
-	transport   *limitedTransport
-	limit       string
+	// mapping is the provider's attributeMapping compiled for the client's
+	// generation, or mappingErr why it cannot be used.
+	mapping    *declared.Mapping
+	mappingErr error
+	transport  *limitedTransport
+	limit      string
 }
 
-// clientFor returns the provider's vendor client and its transport, or a
-// *notReady saying why there is none.
-func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (providers.Client, *limitedTransport, error) {
+// clientFor returns the provider's vendor client, its compiled attribute
+// mapping and its transport, or a *notReady saying why there is none.
+func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (providers.Client, *declared.Mapping, *limitedTransport, error) {
 	factory, ok := r.Registry.Get(string(p.spec.Type))
 	if !ok {
-		return nil, nil, &notReady{usersv1.ReasonUnsupportedType,
+		return nil, nil, nil, &notReady{usersv1.ReasonUnsupportedType,
 			fmt.Sprintf("provider type %s is not supported by this operator (supported: %s)", p.spec.Type, strings.Join(r.Registry.Types(), ", "))}
 	}
 	secret, err := r.credentials(ctx, p)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 
 	requests, period := factory.DefaultRateLimit()
@@ -144,19 +149,24 @@ func (r *ProviderReconciler) clientFor(ctx context.Context, p *providerView) (pr
 		e.transport.setLimit(requests, period)
 		e.limit = limit
 	}
-	if e.client != nil && e.fingerprint == fingerprint {
-		return e.client, e.transport, nil
-	}
-
-	c, err := factory.New(r.clientConfig(p, secret, e.transport))
-	if err != nil {
-		if errors.Is(err, providers.ErrInvalidConfig) {
-			return nil, nil, &notReady{usersv1.ReasonInvalidConfig, err.Error()}
+	if e.client == nil || e.fingerprint != fingerprint {
+		c, err := factory.New(r.clientConfig(p, secret, e.transport))
+		if err != nil {
+			if errors.Is(err, providers.ErrInvalidConfig) {
+				return nil, nil, nil, &notReady{usersv1.ReasonInvalidConfig, err.Error()}
+			}
+			return nil, nil, nil, fmt.Errorf("building %s client: %w", p.spec.Type, err)
 		}
-		return nil, nil, fmt.Errorf("building %s client: %w", p.spec.Type, err)
+		targets, _ := c.(providers.AttributeTargets)
+		e.mapping, e.mappingErr = declared.Compile(p.spec, targets)
+		e.client, e.fingerprint, e.unverified = c, fingerprint, true
 	}
-	e.client, e.fingerprint, e.unverified = c, fingerprint, true
-	return c, e.transport, nil
+	if e.mappingErr != nil {
+		// Nothing is written with a half-applied mapping: the provider is
+		// not ready until the mapping is fixed (a new generation).
+		return nil, nil, nil, &notReady{usersv1.ReasonInvalidMapping, providers.Truncate(e.mappingErr.Error(), maxConditionMessage-100)}
+	}
+	return e.client, e.mapping, e.transport, nil
 }
 
 // clientConfig is what the vendor's Factory builds a client from. The

@@ -76,6 +76,11 @@ func (r *ProviderReconciler) writeProviderStatus(ctx context.Context, l *loop, o
 	if l.orphans != nil {
 		st.Orphans = l.orphans
 	}
+	if cr, ok := l.vendor.(providers.CapabilityReporter); ok {
+		if caps, ok := cr.Capabilities(); ok {
+			st.Capabilities = &caps
+		}
+	}
 	deleting, held := countProviderRecords(st, l, outcomes)
 	setRecordGauges(l.key.index(), int(st.Synced), int(st.Pending)-deleting, int(st.Failed), deleting, held)
 	r.setProviderConditions(l, st, stats)

@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/declared"
 	"github.com/usersync/usersync-operator/internal/planner"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
@@ -86,32 +85,67 @@ type ProviderReconciler struct {
 type desiredCache struct {
 	mu         sync.Mutex
 	byProvider map[string]map[types.UID]desiredEntry
+	// mappings are the providers' attribute mappings of their last loops,
+	// for the summaries of UserSyncs that other providers' loops write.
+	mappings map[string]*declared.Mapping
 }
 
 type desiredEntry struct {
 	generation int64
 	vendor     providers.Client
+	mapping    *declared.Mapping
 	users      []planner.Desired
 }
 
 // users returns the cached users of us, or computes them.
-func (c *desiredCache) users(provider string, us *usersv1.UserSync, vendor providers.Client) []planner.Desired {
+func (c *desiredCache) users(provider string, us *usersv1.UserSync, vendor providers.Client, m *declared.Mapping) []planner.Desired {
 	c.mu.Lock()
 	e, ok := c.byProvider[provider][us.UID]
 	c.mu.Unlock()
-	if ok && e.generation == us.Generation && e.vendor == vendor {
+	if ok && e.generation == us.Generation && e.vendor == vendor && e.mapping == m {
 		return e.users
 	}
-	return desiredUsers(us, vendor)
+	return desiredUsers(us, vendor, m)
+}
+
+// hashes returns the current hash of each user of us for a provider, by
+// key: from the cache when this generation is there, else computed with
+// the provider's mapping as its last loop compiled it (none before one ran).
+func (c *desiredCache) hashes(provider string, us *usersv1.UserSync) map[string]string {
+	c.mu.Lock()
+	e, ok := c.byProvider[provider][us.UID]
+	m := c.mappings[provider]
+	c.mu.Unlock()
+	if ok && e.generation == us.Generation && len(e.users) == len(us.Spec.Users) {
+		out := make(map[string]string, len(e.users))
+		for i := range e.users {
+			out[e.users[i].User.Key] = e.users[i].Hash
+		}
+		return out
+	}
+	return declared.Hashes(us, m)
+}
+
+// desiredUsers converts the spec's users, with their hashes and, when the
+// vendor client is known, their vendor identities; without their
+// attributes (see desiredCache).
+func desiredUsers(us *usersv1.UserSync, vendor providers.Client, m *declared.Mapping) []planner.Desired {
+	return declared.Users(us, m, vendor, false)
 }
 
 // keep replaces a provider's entries with those of this loop, so that
-// UserSyncs that left it are dropped.
-func (c *desiredCache) keep(provider string, entries map[types.UID]desiredEntry) {
+// UserSyncs that left it are dropped, and records its mapping.
+func (c *desiredCache) keep(provider string, entries map[types.UID]desiredEntry, m *declared.Mapping) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byProvider == nil {
 		c.byProvider = map[string]map[types.UID]desiredEntry{}
+		c.mappings = map[string]*declared.Mapping{}
+	}
+	if m != nil {
+		c.mappings[provider] = m
+	} else {
+		delete(c.mappings, provider)
 	}
 	if len(entries) == 0 {
 		delete(c.byProvider, provider)
@@ -125,6 +159,9 @@ type loop struct {
 	key      providerKey
 	provider *providerView
 	vendor   providers.Client
+	// mapping is the provider's attributeMapping (nil: attributes are
+	// written as declared).
+	mapping  *declared.Mapping
 	tr       *limitedTransport
 	notReady *notReady // why the provider cannot be written to; nil when it can
 	// unreachable: the credentials could not be checked (the vendor did not
@@ -240,7 +277,7 @@ func (r *ProviderReconciler) load(ctx context.Context, l *loop) (done bool, err 
 		return false, err
 	}
 	if l.provider != nil {
-		l.vendor, l.tr, err = r.clientFor(ctx, l.provider)
+		l.vendor, l.mapping, l.tr, err = r.clientFor(ctx, l.provider)
 		var nr *notReady
 		switch {
 		case errors.As(err, &nr):
@@ -380,12 +417,12 @@ func (r *ProviderReconciler) plannerInput(l *loop) planner.Input {
 			}
 		}
 		if !s.Removed {
-			s.Users = r.desired.users(l.key.index(), us, l.vendor)
-			kept[us.UID] = desiredEntry{generation: us.Generation, vendor: l.vendor, users: s.Users}
+			s.Users = r.desired.users(l.key.index(), us, l.vendor, l.mapping)
+			kept[us.UID] = desiredEntry{generation: us.Generation, vendor: l.vendor, mapping: l.mapping, users: s.Users}
 		}
 		in.Syncs[i] = s
 	}
-	r.desired.keep(l.key.index(), kept)
+	r.desired.keep(l.key.index(), kept, l.mapping)
 	return in
 }
 
@@ -396,26 +433,10 @@ func (r *ProviderReconciler) plan(l *loop) (planner.Input, planner.Plan) {
 	return in, r.computeGated(l, &in)
 }
 
-// desiredUsers converts the spec's users, with their hashes and, when the
-// vendor client is known, their vendor identities; without their
-// attributes (see desiredCache).
-func desiredUsers(us *usersv1.UserSync, vendor providers.Client) []planner.Desired {
-	out := make([]planner.Desired, len(us.Spec.Users))
-	for i := range us.Spec.Users {
-		u := toProviderUser(&us.Spec.Users[i])
-		out[i] = planner.Desired{Hash: planner.Hash(u), Invalid: invalidAttributes(&us.Spec.Users[i])}
-		if vendor != nil {
-			out[i].Identity = vendor.Identity(u)
-		}
-		u.Attributes = nil
-		out[i].User = u
-	}
-	return out
-}
-
 // applyWithAttributes sends plan.Changes[start:end] in one Apply. The
 // changes are copied with the attributes of their users, from the spec the
-// plan was made from: the copy lives for this call only, so at 100,000 new
+// plan was made from, mapped by the provider's attributeMapping (with the
+// createOnly values for creates): the copy lives for this call only, so at 100,000 new
 // users the attributes never all sit in memory at once (see desiredCache).
 func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, start, end int) ([]providers.Result, error) {
 	changes := make([]providers.Change, end-start)
@@ -423,46 +444,11 @@ func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, start,
 		ch := plan.Changes[start+i]
 		if ch.Op != providers.OpDelete {
 			it := plan.ChangeItem(start + i)
-			ch.User.Attributes = toProviderUser(&l.syncs[it.Sync].obj.Spec.Users[it.Index]).Attributes
+			ch.User.Attributes = declared.Written(l.syncs[it.Sync].obj, it.Index, l.mapping, ch.Op).Attributes
 		}
 		changes[i] = ch
 	}
 	return l.vendor.Apply(ctx, changes)
-}
-
-// attributeName is the rule for attribute names that the CRD cannot
-// enforce (no CEL rule can cover a map of untyped values).
-var attributeName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,39}$`)
-
-// invalidAttributes says what is wrong with a user's attributes, or "".
-func invalidAttributes(u *usersv1.User) string {
-	names := make([]string, 0, len(u.Attributes))
-	for k := range u.Attributes {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if !attributeName.MatchString(k) {
-			return fmt.Sprintf("attribute name %q is invalid: it must start with a letter or _, hold only letters, digits, _ . - and be at most 40 characters", k)
-		}
-		if _, err := usersv1.ScalarOf(u.Attributes[k]); err != nil {
-			return fmt.Sprintf("attribute %q must be a string, a number or a boolean", k)
-		}
-	}
-	return ""
-}
-
-func toProviderUser(u *usersv1.User) providers.User {
-	pu := providers.User{Key: u.Key, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName}
-	if len(u.Attributes) > 0 {
-		pu.Attributes = make(map[string]any, len(u.Attributes))
-		for k, v := range u.Attributes {
-			if val, err := usersv1.ScalarOf(v); err == nil {
-				pu.Attributes[k] = val
-			}
-		}
-	}
-	return pu
 }
 
 // send applies the plan's changes under the loop timeout. A client that

@@ -6,19 +6,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/declared"
 	"github.com/usersync/usersync-operator/internal/planner"
 )
-
-// recordOf is a stored result as the planner's record: the one mapping
-// from the API's RecordResult (storedResult is its inverse).
-func recordOf(r *usersv1.RecordResult) planner.Record {
-	rec := planner.Record{Key: r.Key, ExternalID: r.ExternalID, State: string(r.State), Action: r.Action,
-		Reason: r.Reason, Message: r.Message, Attempts: r.Attempts, Hash: r.Hash}
-	if r.LastSyncTime != nil {
-		rec.LastAttempt = r.LastSyncTime.Time
-	}
-	return rec
-}
 
 // storedResult is a record of provider ref as the API stores it.
 func storedResult(ref string, rec *planner.Record) usersv1.RecordResult {
@@ -43,16 +33,12 @@ func sameRecord(r *usersv1.RecordResult, rec planner.Record) bool {
 	return have == rec
 }
 
-// recordsOf returns one provider's records of a UserSync's status, by key.
-func recordsOf(us *usersv1.UserSync, ref string) map[string]planner.Record {
-	out := map[string]planner.Record{}
-	for i := range us.Status.Results {
-		if r := &us.Status.Results[i]; r.Provider == ref {
-			out[r.Key] = recordOf(r)
-		}
-	}
-	return out
-}
+// recordOf and recordsOf convert stored results (declared.RecordOf;
+// storedResult is the inverse).
+var (
+	recordOf  = declared.RecordOf
+	recordsOf = declared.RecordsOf
+)
 
 // toResults renders one provider's records in spec order, then the keys
 // that left the spec in key order, so that equal content renders equal.

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/declared"
 	"github.com/usersync/usersync-operator/internal/planner"
 	"github.com/usersync/usersync-operator/internal/providers"
 )
@@ -177,7 +178,7 @@ func (r *ProviderReconciler) describePlanned(ctx context.Context, l *loop, plan 
 			continue
 		}
 		reqs = append(reqs, providers.ReadRequest{ID: strconv.Itoa(len(reqs)), ExternalID: it.Record.ExternalID,
-			User: toProviderUser(&l.syncs[it.Sync].obj.Spec.Users[it.Index])})
+			User: declared.Written(l.syncs[it.Sync].obj, it.Index, l.mapping, providers.OpUpdate)})
 		idx = append(idx, i)
 		if len(reqs) == maxPlannedReads {
 			break

@@ -12,11 +12,14 @@ import (
 
 // summarize recomputes a UserSync's summary, providerNames, observedGeneration and
 // conditions from its spec and the records of every provider. Any provider's
-// loop can call it: the result depends only on the object. users, when not
-// nil, are the spec's users already hashed (for us.Generation): hashing
-// 500 users again for every status write was most of a write's cost.
-func summarize(us *usersv1.UserSync, users []planner.Desired) {
-	c := countRecords(us, users)
+// loop can call it: the result depends on the object and on each provider's
+// attributeMapping (a record is current when its hash is what the provider
+// would write now). hashes gives, per provider (status form), the current
+// hash of each user by key: the writing loop's are already computed, the
+// others come from the desired cache (hashing 500 users again for every
+// status write was most of a write's cost).
+func summarize(us *usersv1.UserSync, hashes func(ref string) map[string]string) {
+	c := countRecords(us, hashes)
 	us.Status.Summary = c.Summary
 	us.Status.ProviderNames = usersv1.ProviderNames(us.Spec.ProviderRefs)
 	p := readProviders(us)
@@ -40,28 +43,19 @@ type recordCounts struct {
 
 // countRecords counts the records of every listed provider that are synced
 // or failed with the declared content (a record of an older hash is pending).
-func countRecords(us *usersv1.UserSync, users []planner.Desired) recordCounts {
-	hashes := make(map[string]string, len(us.Spec.Users))
-	if len(users) == len(us.Spec.Users) {
-		for i := range users {
-			hashes[users[i].User.Key] = users[i].Hash
-		}
-	} else {
-		for i := range us.Spec.Users {
-			hashes[us.Spec.Users[i].Key] = planner.Hash(toProviderUser(&us.Spec.Users[i]))
-		}
-	}
-	listed := map[string]bool{}
+func countRecords(us *usersv1.UserSync, hashesOf func(ref string) map[string]string) recordCounts {
+	hashes := map[string]map[string]string{}
 	for _, ref := range us.Spec.ProviderRefs {
-		listed[ref.String()] = true
+		hashes[ref.String()] = hashesOf(ref.String())
 	}
 	deleting := !us.DeletionTimestamp.IsZero()
 	var c recordCounts
 	for i := range us.Status.Results {
 		r := &us.Status.Results[i]
-		h, declared := hashes[r.Key]
+		byKey, listed := hashes[r.Provider]
+		h, declared := byKey[r.Key]
 		switch {
-		case deleting || !declared || !listed[r.Provider]:
+		case deleting || !declared || !listed:
 			c.leftover++
 		case r.State == usersv1.StateSynced && r.Hash == h:
 			c.Synced++

@@ -244,7 +244,7 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 		if cur.Generation != us.Generation {
 			users = nil // re-read after a conflict: another spec
 		}
-		summarize(&desired, users)
+		summarize(&desired, r.hashesFor(&desired, ref, users))
 		if equality.Semantic.DeepEqual(cur.Status, desired.Status) {
 			return nil
 		}
@@ -408,4 +408,24 @@ func approveArg(msg string) string {
 		arg = arg[:j]
 	}
 	return arg
+}
+
+// hashesFor is summarize's view of the current hashes of us: for the
+// provider ref whose loop writes, its users (when they are of this
+// generation); for the others, the desired cache.
+func (r *ProviderReconciler) hashesFor(us *usersv1.UserSync, ref string, users []planner.Desired) func(string) map[string]string {
+	return func(p string) map[string]string {
+		if p == ref && len(users) == len(us.Spec.Users) {
+			out := make(map[string]string, len(users))
+			for i := range users {
+				out[users[i].User.Key] = users[i].Hash
+			}
+			return out
+		}
+		k, ok := keyForStatusRef(us.Namespace, p)
+		if !ok {
+			return nil
+		}
+		return r.desired.hashes(k.index(), us)
+	}
 }

@@ -226,6 +226,15 @@ type CreateSafety interface {
 	IdempotentCreates() (ok bool, why string)
 }
 
+// CapabilityReporter is implemented by a Client whose vendor says what it
+// offers of its protocol's optional features (SCIM's
+// ServiceProviderConfig). Capabilities returns what the Client last learnt,
+// from Verify or a write; ok is false while it has learnt nothing. Pure: no
+// I/O. The engine shows it as the provider's status.capabilities.
+type CapabilityReporter interface {
+	Capabilities() (caps usersv1.ProviderCapabilities, ok bool)
+}
+
 // CallPlanner is implemented by a Client that can tell how many vendor
 // calls a set of changes takes, given its batch packing (for the plan of a
 // UserSync in mode Plan). Without it the engine counts a call per batch of
