@@ -138,6 +138,8 @@ var _ = Describe("Attribute mapping", func() {
 		msg := condition(p.Status.Conditions, usersv1.ConditionReady).Message
 		Expect(msg).To(ContainSubstring("attributeMapping[1] (to tier): expression does not compile"))
 		Eventually(readyStatus(ns, "team"), 20*time.Second).Should(Equal("False/" + usersv1.ReasonProviderNotReady))
+		Expect(condition(getSync(ns, "team").Status.Conditions, usersv1.ConditionReady).Message).
+			To(ContainSubstring("attributeMapping[1] (to tier)"), "the UserSync says why it waits")
 		Consistently(func() int { return hubspotWrites(hs) }, 3*time.Second).Should(BeZero())
 		Expect(hs.Users()).To(BeEmpty())
 

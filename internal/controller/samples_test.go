@@ -12,8 +12,12 @@ import (
 	. "github.com/onsi/gomega"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
+	"github.com/usersync/usersync-operator/internal/declared"
 )
 
 var _ = Describe("Samples", func() {
@@ -42,6 +46,13 @@ var _ = Describe("Samples", func() {
 				}
 				obj.SetNamespace(ns)
 				Expect(k8s.Create(ctx, obj, client.DryRunAll)).To(Succeed(), "%s: %s %s", f, obj.GetKind(), obj.GetName())
+				if obj.GetKind() == "UserProvider" {
+					// Its attributeMapping compiles as the operator compiles it.
+					p := &usersv1.UserProvider{}
+					Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, p)).To(Succeed())
+					_, err := declared.Compile(&p.Spec, nil)
+					Expect(err).NotTo(HaveOccurred(), f)
+				}
 				applied++
 			}
 		}

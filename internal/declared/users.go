@@ -26,7 +26,7 @@ func Users(us *usersv1.UserSync, m *Mapping, vendor providers.Client, keepAttrib
 	for i := range us.Spec.Users {
 		u := &us.Spec.Users[i]
 		d := &out[i]
-		res, err := m.Map(u, us.Spec.Defaults)
+		res, err := m.mapUser(u, us.Spec.Defaults, false)
 		switch {
 		case err != nil:
 			res.User = providers.User{Key: u.Key, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName}
@@ -51,7 +51,7 @@ func Hashes(us *usersv1.UserSync, m *Mapping) map[string]string {
 	out := make(map[string]string, len(us.Spec.Users))
 	for i := range us.Spec.Users {
 		u := &us.Spec.Users[i]
-		res, err := m.Map(u, us.Spec.Defaults)
+		res, err := m.mapUser(u, us.Spec.Defaults, false)
 		if err != nil {
 			res.User = providers.User{Key: u.Key, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName}
 		}
@@ -64,7 +64,7 @@ func Hashes(us *usersv1.UserSync, m *Mapping) map[string]string {
 // createOnly values when the change creates it. A user the mapping fails
 // for is written without attributes (its record fails before it is sent).
 func Written(us *usersv1.UserSync, i int, m *Mapping, op providers.Op) providers.User {
-	res, err := m.Map(&us.Spec.Users[i], us.Spec.Defaults)
+	res, err := m.mapUser(&us.Spec.Users[i], us.Spec.Defaults, op == providers.OpCreate)
 	if err != nil {
 		u := &us.Spec.Users[i]
 		return providers.User{Key: u.Key, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName}
