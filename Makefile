@@ -74,7 +74,8 @@ test: manifests generate vet lint envtest helm-lint kustomize ## Run every test:
 FUZZTIME ?= 10s
 FUZZ_TARGETS ?= internal/providers/hubspot:FuzzDecodeBatchResponse internal/providers/hubspot:FuzzErrorBody \
 	internal/providers/propel:FuzzApplyAnswer internal/providers/propel:FuzzPointerIndex \
-	internal/providers/usercom:FuzzApplyAnswer internal/planner:FuzzCompute internal/planner:FuzzHash
+	internal/providers/usercom:FuzzApplyAnswer internal/planner:FuzzCompute internal/planner:FuzzHash \
+	internal/providers/scim:FuzzDecodeBulkResponse internal/providers/scim:FuzzDecodeListResponse
 
 # A target fails when go test -fuzz fails having written a failing input to
 # testdata/fuzz. Go 1.26's fuzz coordinator can also fail a target with a bare

@@ -424,15 +424,18 @@ type ProviderCapabilities struct {
 	// +required
 	Bulk BulkCapability `json:"bulk"`
 
-	// patch is true when PATCH of a user is offered; without it the
-	// operator reads the user and replaces it with PUT.
+	// patch is true when PATCH of a user is offered: updates without Bulk
+	// then carry only the attributes that differ. Without it the operator
+	// replaces the user with PUT, as read with the declared attributes laid
+	// over it.
 	// +required
 	Patch bool `json:"patch"`
 
 	// etag is true when the server versions users (ETag, meta.version):
-	// the operator's reads and writes of a user are then conditional
-	// (If-Match), and a write that finds the user changed since it was
-	// read (412) reads it again and is retried once.
+	// an update sent without Bulk (which the operator computes from a read
+	// of the user) then carries If-Match with the version read, and one
+	// that finds the user changed since (412) reads it again and is
+	// retried once.
 	// +required
 	ETag bool `json:"etag"`
 

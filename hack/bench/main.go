@@ -120,7 +120,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	fs.IntVar(&c.workers, "workers", 4, "The operator's --workers.")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "Give up on a point's convergence after this long.")
 	fs.StringVar(&c.scenario, "scenario", scenarioPoints, "points: the scale points; ratelimit: "+ratelimitPoints+" users against a vendor limit of "+strconv.Itoa(ratelimitLimit)+" requests / 10s; "+
-		"verify: drift detection, a pass over "+verifyPoints+" converged users and writes that arrive mid-pass, under the same limit; all: the three.")
+		"verify: drift detection, a pass over "+verifyPoints+" converged users and writes that arrive mid-pass, under the same limit; all: the three; "+
+		"scim: "+scimPoint+" users created and updated on the SCIM emulator, with /Bulk and without (scim.go; not in all).")
 	fs.IntVar(&c.verifyWrites, "verify-writes", 3, "The verify scenario: writes sent while a pass is under way (each changes one user's attribute), 0: none.")
 	fs.StringVar(&c.out, "out", "", "Markdown file whose generated block(s) to write or refresh, e.g. docs/benchmarks.md.")
 	fs.StringVar(&c.pprofDir, "pprof", "", "Run a profiled build of the operator (this binary, same wiring as main.go) and write CPU profiles of convergence and steady state (verify: of each pass and of the mid-pass writes) and a heap profile at convergence under this directory. Figures of such a run carry the profiler's overhead.")
@@ -138,9 +139,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch c.scenario {
-	case scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll:
+	case scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll, scenarioSCIM:
 	default:
-		return nil, fmt.Errorf("-scenario must be %s, %s, %s or %s", scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll)
+		return nil, fmt.Errorf("-scenario must be %s, %s, %s, %s or %s", scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll, scenarioSCIM)
 	}
 	switch {
 	case c.explicit["syncs"] || c.explicit["users"]:
@@ -250,6 +251,18 @@ func run(ctx context.Context, cfg *config) error {
 		return err
 	}
 	defer cp.stop()
+	if cfg.scenario == scenarioSCIM {
+		md, err := runSCIM(ctx, cfg, cp, binary, work, built)
+		if err != nil {
+			keep = true
+			return err
+		}
+		fmt.Println(md)
+		if cfg.out != "" {
+			return refreshDoc(cfg.out, scenarioSCIM, md)
+		}
+		return nil
+	}
 
 	for _, sr := range runs {
 		sr.started = time.Now()

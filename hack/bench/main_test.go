@@ -27,6 +27,7 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"-scenario", "nope"}, wantErr: "-scenario"},
 		{args: []string{"-pprof", "/tmp/p", "-out", "x.md"}, wantErr: "-pprof"},
 		{args: []string{"-scenario", "verify"}, want: "1x10,20x500,200x500"},
+		{args: []string{"-scenario", "scim"}, want: "1x10,20x500,200x500"}, // runSCIM defaults to 20x500
 	} {
 		cfg, err := parseFlags(flag.NewFlagSet("bench", flag.ContinueOnError), tc.args)
 		if tc.wantErr != "" {
@@ -151,5 +152,29 @@ func TestCallLog(t *testing.T) {
 	}
 	if n := changedRows([]syncRow{{name: "a", rv: "1"}, {name: "b", rv: "2"}}, []syncRow{{name: "a", rv: "1"}, {name: "b", rv: "3"}}); n != 1 {
 		t.Errorf("changedRows = %d, want 1", n)
+	}
+}
+
+func TestSCIMReport(t *testing.T) {
+	pts, _ := parsePoints(scimPoint)
+	sr := &scenarioRun{name: scenarioSCIM, points: pts}
+	ph := func(calls map[string]int) scimPhase {
+		n := 0
+		for _, c := range calls {
+			n += c
+		}
+		return scimPhase{converged: true, took: 20 * time.Second, calls: calls, total: n, cpu: 1}
+	}
+	md := renderSCIM(&config{latency: 20 * time.Millisecond}, sr, []*scimResult{
+		{bulk: true, create: ph(map[string]int{"POST /Bulk": 100}), update: ph(map[string]int{"POST /Bulk": 100}), users: 10000,
+			profileOps: 100, profilePayload: 1 << 20, providerRequest: 10000},
+		{bulk: false, create: ph(map[string]int{"POST /Users": 10000}), update: ph(map[string]int{"GET /Users/{id}": 10000, "PATCH /Users/{id}": 10000}),
+			users: 10001, duplicates: 1, profileOps: 100, profilePayload: 1 << 20, providerRequest: 10000},
+	})
+	for _, want := range []string{"### SCIM 2.0: 10,000 users", "| Auto | creates | yes | 20.0 s | 100 | 100 `POST /Bulk` |",
+		"| Never | updates | yes | 20.0 s | 20,000 | 10,000 `GET /Users/{id}`, 10,000 `PATCH /Users/{id}` |", "10,001 (1 duplicates)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
 	}
 }

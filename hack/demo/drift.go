@@ -22,7 +22,10 @@ const (
 	driftSync     = "platform-team"
 	driftProvider = "UserProvider/hubspot"
 	driftProperty = "hs_job_title"
-	driftValue    = "Intern"
+	// driftAttribute is the declared attribute the sample HubSpot
+	// provider's attributeMapping writes to driftProperty.
+	driftAttribute = "title"
+	driftValue     = "Intern"
 )
 
 // showDrift edits one Synced HubSpot user of platform-team and archives
@@ -46,7 +49,7 @@ func showDrift(ctx context.Context, c client.Client, em *hsemu.Emulator, say fun
 		return fmt.Errorf("drift: UserSync %s has %d Synced HubSpot users, the demo needs 2", driftSync, len(synced))
 	}
 	edited, deleted := synced[0], synced[1]
-	declared, err := declaredString(&us, edited.Key, driftProperty)
+	declared, err := declaredString(&us, edited.Key, driftAttribute)
 	if err != nil {
 		return err
 	}

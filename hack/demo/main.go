@@ -39,6 +39,7 @@ import (
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 	propemu "github.com/usersync/usersync-operator/internal/providers/propel/emulator"
+	scimemu "github.com/usersync/usersync-operator/internal/providers/scim/emulator"
 	ucemu "github.com/usersync/usersync-operator/internal/providers/usercom/emulator"
 )
 
@@ -49,6 +50,7 @@ func main() {
 		hubspotAddr = flag.String("hubspot-addr", "127.0.0.1:18080", "Address of the HubSpot emulator (the samples point at it).")
 		propelAddr  = flag.String("propel-addr", "127.0.0.1:18081", "Address of the Propel emulator (the samples point at it).")
 		usercomAddr = flag.String("usercom-addr", "127.0.0.1:18082", "Address of the user.com emulator (the samples point at it).")
+		scimAddr    = flag.String("scim-addr", "127.0.0.1:18083", "Address of the SCIM 2.0 emulator, profile full (the samples point at it).")
 		latency     = flag.Duration("latency", 20*time.Millisecond, "Latency the emulators add to every request.")
 		exitDone    = flag.Bool("exit-when-converged", false, "Exit 0 once every UserSync converged (for CI), instead of waiting for Ctrl-C.")
 		timeout     = flag.Duration("timeout", 3*time.Minute, "Give up (exit 1) when not converged by then.")
@@ -63,7 +65,7 @@ func main() {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr, usercom: *usercomAddr}, *latency, *exitDone, *timeout,
+	err := run(ctx, *samples, *kubeconfig, emulatorAddrs{hubspot: *hubspotAddr, propel: *propelAddr, usercom: *usercomAddr, scim: *scimAddr}, *latency, *exitDone, *timeout,
 		driftOptions{interval: *driftEvery, timeout: *driftWait})
 	stop()
 	if err != nil {
@@ -73,7 +75,7 @@ func main() {
 }
 
 // emulatorAddrs are the loopback addresses the samples' endpoints name.
-type emulatorAddrs struct{ hubspot, propel, usercom string }
+type emulatorAddrs struct{ hubspot, propel, usercom, scim string }
 
 // driftOptions set the drift step: the providers' verification interval
 // (0: no drift step) and how long the operator has to correct the drift.
@@ -151,6 +153,13 @@ func run(ctx context.Context, samples, kubeconfig string, addrs emulatorAddrs, l
 		return fmt.Errorf("starting the user.com emulator: %w", err)
 	}
 	defer ue.Close()
+
+	say("starting the SCIM 2.0 emulator (profile full: /Bulk, PATCH, ETag) on http://" + addrs.scim + scimemu.BasePath)
+	se := scimemu.New(scimemu.Options{Profile: scimemu.Full, Tokens: []string{"demo-scim-token"}, Latency: latency})
+	if err := se.StartOn(addrs.scim); err != nil {
+		return fmt.Errorf("starting the SCIM emulator: %w", err)
+	}
+	defer se.Close()
 
 	say("starting the operator")
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: app.NewScheme(),

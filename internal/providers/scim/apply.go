@@ -34,6 +34,14 @@ type write struct {
 	// followUp: a second write of the change (after a conflict or a 404):
 	// it gets no third.
 	followUp bool
+	// cur is the user as a lookup found it, when one did: an update
+	// without Bulk starts from it instead of reading the user again.
+	cur *stored
+	// key and userName find the user again (its externalId and userName).
+	key, userName string
+	// uncertain: an earlier send of this create may have been carried out
+	// (a Bulk operation answered 5xx, or left unanswered).
+	uncertain bool
 }
 
 // answer is what the server said about one write: an HTTP status (0: not
@@ -43,6 +51,9 @@ type answer struct {
 	id     string
 	body   []byte
 	err    error
+	// bulk: the answer of a Bulk operation (a single call retries a 412
+	// itself).
+	bulk bool
 }
 
 // Apply implements providers.Client; see the package comment.
@@ -61,8 +72,8 @@ func (c *Client) Apply(ctx context.Context, changes []providers.Change) ([]provi
 		if err != nil {
 			return nil, err
 		}
-		if ops, size, ok := c.useBulk(sc); ok {
-			answers, err = c.bulk(ctx, writes, ops, size)
+		if ops, size, learnt, ok := c.useBulk(sc); ok {
+			answers, err = c.bulk(ctx, writes, limits{ops: ops, size: size, learnt: learnt})
 		} else {
 			answers, err = c.singles(ctx, writes)
 		}
@@ -96,7 +107,7 @@ func (c *Client) Apply(ctx context.Context, changes []providers.Change) ([]provi
 func (c *Client) resolve(ctx context.Context, changes []providers.Change, results []providers.Result) ([]*write, error) {
 	var writes, looks []*write
 	for i, ch := range changes {
-		w := &write{i: i, id: ch.ExternalID}
+		w := &write{i: i, id: ch.ExternalID, key: ch.User.Key, userName: c.userName(ch.User)}
 		res, err := c.toResource(ch.User)
 		switch {
 		case ch.Op == providers.OpDelete:
@@ -124,10 +135,10 @@ func (c *Client) resolve(ctx context.Context, changes []providers.Change, result
 	errs := make([]error, len(looks))
 	c.parallel(len(looks), func(j int) {
 		w := looks[j]
-		id, err := c.lookup(ctx, "externalId", changes[w.i].User.Key)
+		u, err := c.find(ctx, w.key, w.userName, false)
 		errs[j] = err
-		if err == nil {
-			w.id = id
+		if u != nil {
+			w.id, w.cur = u.id, u
 		}
 	})
 	drop := map[*write]bool{}
@@ -188,12 +199,16 @@ func (c *Client) settle(w *write, a answer, r *providers.Result) *write {
 		r.Err, r.Action = nil, providers.ActionDeleted
 		return nil
 	case s == http.StatusNotFound && w.kind == kUpdate && !w.followUp:
-		return &write{i: w.i, kind: kCreate, res: w.res, action: providers.ActionCreated, followUp: true}
+		return &write{i: w.i, kind: kCreate, res: w.res, action: providers.ActionCreated, followUp: true, key: w.key, userName: w.userName}
 	case s == http.StatusConflict && w.kind == kCreate && !w.followUp:
-		return &write{i: w.i, kind: kAdopt, res: w.res, action: providers.ActionAdopted, followUp: true}
-	case s == 0:
+		return &write{i: w.i, kind: kAdopt, res: w.res, action: providers.ActionAdopted, followUp: true, key: w.key, userName: w.userName}
+	case s == http.StatusPreconditionFailed && a.bulk && w.kind != kCreate && !w.followUp:
+		// A Bulk operation found the user changed: once more, alone,
+		// after reading it.
+		return &write{i: w.i, kind: w.kind, id: w.id, res: w.res, action: w.action, followUp: true, key: w.key, userName: w.userName}
+	case s <= 0:
 		r.Err = &providers.RecordError{Code: "NotProcessed", Uncertain: w.kind == kCreate,
-			Message: "the SCIM server's Bulk answer did not report this operation"}
+			Message: "the SCIM server's Bulk answer did not report this operation, or not with a readable status"}
 	case s == http.StatusTooManyRequests:
 		r.Err = &providers.RecordError{Code: vendorhttp.CodeRateLimited, Message: c.clean(se.text(s))}
 	case s >= 500:
@@ -230,7 +245,7 @@ func (c *Client) singles(ctx context.Context, writes []*write) ([]answer, error)
 		return nil, err
 	}
 	out := make([]answer, len(writes))
-	c.parallel(len(writes), func(j int) { out[j] = c.single(ctx, writes[j], bool(sc.Patch.Supported)) })
+	c.parallel(len(writes), func(j int) { out[j] = c.single(ctx, writes[j], sc) })
 	for _, a := range out {
 		var ae *providers.AuthError
 		if errors.As(a.err, &ae) {
@@ -241,52 +256,98 @@ func (c *Client) singles(ctx context.Context, writes []*write) ([]answer, error)
 }
 
 // single sends one write (an adoption: its lookups, then its update).
-func (c *Client) single(ctx context.Context, w *write, patch bool) answer {
-	path := "/Users/" + url.PathEscape(w.id)
-	req := vendorhttp.Request{Idempotent: true, Records: 1}
+func (c *Client) single(ctx context.Context, w *write, sc spConfig) answer {
+	patch := bool(sc.Patch.Supported)
 	switch w.kind {
 	case kAdopt:
-		id, err := c.lookup(ctx, "externalId", fmt.Sprint(w.res["externalId"]))
-		if err == nil && id == "" {
-			id, err = c.lookup(ctx, "userName", fmt.Sprint(w.res["userName"]))
-		}
+		u, err := c.find(ctx, w.key, w.userName, true)
 		switch {
 		case err != nil:
 			return answer{err: err}
-		case id == "":
+		case u == nil:
 			return answer{status: http.StatusConflict, body: []byte(`{"scimType":"uniqueness","detail":"the user conflicts with one ` +
 				`at the SCIM server, but none with its userName or externalId could be found to adopt"}`)}
 		}
-		return c.single(ctx, &write{kind: kUpdate, id: id, res: w.res}, patch)
+		return c.update(ctx, u.id, w.res, u, sc)
 	case kCreate:
-		req.Method, req.Path, req.Body, req.Idempotent, req.Endpoint = http.MethodPost, "/Users", w.res, false, EndpointCreate
+		return c.send(ctx, c.api, w.id, vendorhttp.Request{Method: http.MethodPost, Path: "/Users", Body: w.res,
+			Endpoint: EndpointCreate, Records: 1})
 	case kUpdate:
-		req.Method, req.Path, req.Body, req.Endpoint = http.MethodPut, path, w.res, EndpointUpdate
-		if patch {
-			req.Method, req.Body = http.MethodPatch, patchReplace(w.res)
-		}
+		return c.update(ctx, w.id, w.res, w.cur, sc)
 	case kDelete:
-		req.Method, req.Path, req.Endpoint = http.MethodDelete, path, EndpointDelete
-	case kDeactivate:
-		req.Path, req.Endpoint = path, EndpointUpdate
-		if patch {
-			req.Method, req.Body = http.MethodPatch, patchDeactivate()
-		} else {
-			res := resource{}
-			for k, v := range w.res {
-				res[k] = v
-			}
-			res["active"] = false
-			req.Method, req.Body = http.MethodPut, res
-		}
+		return c.send(ctx, c.api, w.id, vendorhttp.Request{Method: http.MethodDelete, Path: "/Users/" + url.PathEscape(w.id),
+			Idempotent: true, Endpoint: EndpointDelete, Records: 1})
 	}
-	resp, err := c.api.Do(ctx, req)
+	// kDeactivate: a PATCH of active alone needs no read; a PUT replaces
+	// the user as read, with active false.
+	if patch {
+		return c.send(ctx, c.api, w.id, vendorhttp.Request{Method: http.MethodPatch, Path: "/Users/" + url.PathEscape(w.id),
+			Body: patchDeactivate(), Idempotent: true, Endpoint: EndpointUpdate, Records: 1})
+	}
+	return c.update(ctx, w.id, resource{"active": false}, w.cur, sc)
+}
+
+// update brings the declared attributes of want to the user id without
+// Bulk. The client stores no ETag (a record's status holds only the
+// server's id, and one vendor's versions are not worth a field of every
+// record), so it reads the user first (GET /Users/{id}, unless a lookup
+// just did), and the read decides the write:
+//   - PATCH (when offered) with one replace per declared attribute whose
+//     stored value differs: minimal operations, nothing undeclared
+//     touched; PUT otherwise, of the user as read with the declared
+//     attributes laid over it, so that a replace clears nothing that was
+//     not declared;
+//   - no write at all when the user is already as declared;
+//   - If-Match with the version read, when the server offers ETags: the
+//     write was computed from that read. A 412 (changed since) reads the
+//     user again and retries once.
+//
+// Reading first costs a GET per update; the Bulk path (one PATCH per
+// user, no read) is what keeps large syncs cheap.
+func (c *Client) update(ctx context.Context, id string, want resource, cur *stored, sc spConfig) answer {
+	for attempt := 0; ; attempt++ {
+		if cur == nil {
+			var a *answer
+			if cur, a = c.get(ctx, id); a != nil {
+				return *a
+			}
+		}
+		got := lowerKeys(cur.body)
+		req := vendorhttp.Request{Path: "/Users/" + url.PathEscape(cur.id), Idempotent: true, Endpoint: EndpointUpdate, Records: 1}
+		if bool(sc.Patch.Supported) {
+			body := minimalPatch(want, got)
+			if body == nil {
+				return answer{status: http.StatusOK, id: cur.id}
+			}
+			req.Method, req.Body = http.MethodPatch, body
+		} else {
+			if len(diffs(want, got)) == 0 {
+				return answer{status: http.StatusOK, id: cur.id}
+			}
+			req.Method, req.Body = http.MethodPut, overlay(cur.body, want)
+		}
+		api := c.api
+		if bool(sc.ETag.Supported) {
+			api = c.ifMatch(cur.version)
+		}
+		a := c.send(ctx, api, cur.id, req)
+		if a.status != http.StatusPreconditionFailed || attempt > 0 {
+			return a
+		}
+		cur = nil
+	}
+}
+
+// send makes one call and reads its answer; id is the user's id when
+// known.
+func (c *Client) send(ctx context.Context, api *vendorhttp.Client, id string, req vendorhttp.Request) answer {
+	resp, err := api.Do(ctx, req)
 	if err != nil {
 		return answer{err: err}
 	}
 	a := answer{status: resp.Status, body: resp.Body}
 	if resp.OK() {
-		a.id = firstNonEmpty(idOf(resp.Body), w.id, idFromLocation(resp.Header.Get("Location")))
+		a.id = firstNonEmpty(idOf(resp.Body), id, idFromLocation(resp.Header.Get("Location")))
 	}
 	return a
 }

@@ -39,14 +39,16 @@ func (c *Client) readOne(ctx context.Context, rq providers.ReadRequest) provider
 	}
 	id := rq.ExternalID
 	if id == "" {
-		if id, err = c.lookup(ctx, "externalId", rq.User.Key); err != nil {
+		u, err := c.find(ctx, rq.User.Key, c.userName(rq.User), false)
+		if err != nil {
 			o.Err = err
 			return o
 		}
-		if id == "" {
+		if u == nil {
 			o.Presence = providers.Missing
 			return o
 		}
+		id = u.id
 	}
 	resp, err := c.api.Do(ctx, vendorhttp.Request{Method: http.MethodGet, Path: "/Users/" + url.PathEscape(id),
 		Idempotent: true, Endpoint: EndpointRead})
@@ -71,37 +73,58 @@ func (c *Client) readOne(ctx context.Context, rq providers.ReadRequest) provider
 	return o
 }
 
+// diff is a declared attribute the server holds otherwise: its path
+// (userName, name.givenName, <urn>:department) and declared value.
+type diff struct {
+	path  string
+	value any
+}
+
 // differs names the declared attributes of want that got (with lower-cased
-// keys) holds otherwise.
+// keys) holds otherwise, sorted.
 func differs(want resource, got map[string]any) []string {
 	var out []string
+	for _, d := range diffs(want, got) {
+		out = append(out, d.path)
+	}
+	return out
+}
+
+// diffs lists the declared attributes of want that got (with lower-cased
+// keys) holds otherwise, sorted by path. name and the schema extensions
+// are compared attribute by attribute.
+func diffs(want resource, got map[string]any) []diff {
+	var out []diff
 	for k, v := range want {
-		switch k {
-		case "schemas":
-		case "emails":
+		switch {
+		case k == "schemas":
+		case k == "emails":
 			if !strings.EqualFold(primaryEmail(v), primaryEmail(got["emails"])) {
-				out = append(out, "emails")
+				out = append(out, diff{"emails", v})
 			}
-		case "name", schemaEnterprise:
+		case k == "name" || isURN(k):
 			sub := lowerKeys(asMap(got[strings.ToLower(k)]))
 			sep := "."
-			if k == schemaEnterprise {
+			if isURN(k) {
 				sep = ":"
 			}
 			for sk, sv := range asMap(v) {
 				if !same(sk, sv, sub[strings.ToLower(sk)]) {
-					out = append(out, k+sep+sk)
+					out = append(out, diff{k + sep + sk, sv})
 				}
 			}
 		default:
 			if !same(k, v, got[strings.ToLower(k)]) {
-				out = append(out, k)
+				out = append(out, diff{k, v})
 			}
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b diff) int { return strings.Compare(a.path, b.path) })
 	return out
 }
+
+// isURN reports whether an attribute name is a schema extension's URN.
+func isURN(k string) bool { return len(k) > 4 && strings.EqualFold(k[:4], "urn:") }
 
 // same compares a declared value with a stored one as servers keep them:
 // userName without case, booleans also as strings, an absent active as

@@ -18,35 +18,50 @@
 // title, userType, preferredLanguage, locale, timezone, profileUrl, active;
 // without case) go to the core, "enterprise.<name>" (employeeNumber,
 // costCenter, organization, division, department) to the enterprise
-// extension. Any other attribute fails its record permanently with reason
+// extension, and, with Options.ExtensionSchema, any other attribute named
+// like a SCIM attribute to that extension, keeping its JSON type. Without
+// it such an attribute fails its record permanently with reason
 // InvalidSpec, naming it. A user is active unless its active attribute is
 // false.
 //
-// Capabilities. GET /ServiceProviderConfig is read once per client, before
-// its first write; a server that answers none offers nothing optional.
+// Capabilities. GET /ServiceProviderConfig is read by Verify (whenever the
+// engine checks the provider) and before the first write; a server that
+// answers none (a 4xx, 501, or no JSON) offers nothing optional.
+// Capabilities reports it for the provider's status.capabilities.
 //
-// Writes with Bulk (offered and Options.Bulk Auto): POST /Bulk in chunks of
-// at most min(maxOperations, batch size) operations and maxPayloadSize
-// bytes, measured on the encoded body. Every operation carries a bulkId
-// ("w<n>", no user data), and results are matched by bulkId, never by
-// position. Per operation: 2xx is success (the id from location or the
-// response); 400 and other 4xx fail the record permanently with the
-// server's detail and scimType; 409 on a create looks the user up (by
-// externalId, then userName) and adopts it; 429 and 5xx fail that record
-// alone, transiently. A 413 halves the chunk. An operation the answer does
-// not mention was not processed and is transient (uncertain for a
-// create). A lost answer is never resent: its records are uncertain, and
-// the engine sends them again with Change.Retry.
+// Writes with Bulk (offered and Options.Bulk Auto): POST /Bulk in requests
+// of at most min(maxOperations, batch size) operations and maxPayloadSize
+// bytes, measured on the encoded body, packed greedily in order. Every
+// operation carries a bulkId ("w<n>", no user data), and results are
+// matched by bulkId, never by position; failOnErrors is unset. Per
+// operation: 2xx is success (the id from location or the response); 400
+// and other 4xx fail the record permanently with the server's detail and
+// scimType; 409 on a create looks the user up (by externalId, then
+// userName) and adopts it; 429, 5xx, an unreadable status, or an operation
+// the answer leaves out are sent again, those operations only, up to three
+// sends, 1 s and 2 s apart, a create that may have been carried out (5xx,
+// unanswered) being looked up first. A 413 the configuration did not
+// predict (a proxy's limit) settles the operations its body reports, if
+// any, sends the others again in halves, and halves the later requests of
+// this client. A lost answer (no answer, a 5xx for the whole request) is
+// never resent: its records are uncertain, and the engine sends them again
+// with Change.Retry, which looks each create up first.
 //
-// Writes without Bulk: POST /Users, PATCH /Users/{id} with one path-less
-// replace of the declared attributes when patch is offered (else PUT), and
-// DELETE or PATCH active=false (PUT without patch) for deletions, four
-// calls in flight under the engine's rate limit.
+// Writes without Bulk: POST /Users; an update reads the user (GET
+// /Users/{id}, unless a lookup just did: the client stores no ETag) and
+// PATCHes one replace per declared attribute that differs (minimal
+// operations) when patch is offered, or PUTs the user as read with the
+// declared attributes laid over it, and writes nothing when the user is as
+// declared; with ETags offered the write carries If-Match with the version
+// read, and a 412 reads again and retries once. Deletions are DELETE or
+// PATCH active=false (PUT of the user as read without patch). Four calls
+// in flight under the engine's rate limit.
 //
 // Creates are not idempotent. A create with Change.Retry is looked up by
-// externalId eq "<key>" first and updated (adopted) when found. Updates and
-// deletions without a known id are looked up the same way; an update whose
-// user is gone (404) creates it again.
+// externalId eq "<key>" first (by userName where the server refuses that
+// filter) and updated (adopted) when found. Updates and deletions without
+// a known id are looked up the same way; an update whose user is gone
+// (404) creates it again.
 //
 // Deletion. With Deprovision Deactivate (the default) a removed user is
 // PATCHed active=false; with Delete it is DELETEd. A 404 is a success.
@@ -55,6 +70,7 @@ package scim
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -103,6 +119,9 @@ type Options struct {
 	// Deprovision Deactivate PATCHes active=false on a removed user; Delete
 	// DELETEs it.
 	Deprovision Deprovision
+	// ExtensionSchema, when set, is the URN of the custom User extension
+	// that receives the attributes that are neither core nor enterprise.
+	ExtensionSchema string
 }
 
 // withDefaults fills the unset options and checks the others.
@@ -123,9 +142,18 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: spec.scim.userName %q is not Email or Key", providers.ErrInvalidConfig, o.UserName)
 	case o.Deprovision != DeprovisionDeactivate && o.Deprovision != DeprovisionDelete:
 		return o, fmt.Errorf("%w: spec.scim.deprovision %q is not Delete or Deactivate", providers.ErrInvalidConfig, o.Deprovision)
+	case o.ExtensionSchema != "" && !extensionURN.MatchString(o.ExtensionSchema):
+		return o, fmt.Errorf("%w: spec.scim.extensionSchema %q is not a URN such as urn:example:params:scim:schemas:extension:acme:2.0:User",
+			providers.ErrInvalidConfig, o.ExtensionSchema)
+	case strings.EqualFold(o.ExtensionSchema, schemaUser) || strings.EqualFold(o.ExtensionSchema, schemaEnterprise):
+		return o, fmt.Errorf("%w: spec.scim.extensionSchema must be a custom extension's URN, not %s", providers.ErrInvalidConfig, o.ExtensionSchema)
 	}
 	return o, nil
 }
+
+// extensionURN is what spec.scim.extensionSchema must look like (the CRD
+// checks the same): urn:<namespace id>:<specific string>.
+var extensionURN = regexp.MustCompile(`^(?i:urn):[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+$`)
 
 // Factory builds SCIM clients.
 type Factory struct {
@@ -179,7 +207,8 @@ func SpecOptions(cfg providers.Config) Options {
 	if o == nil {
 		return Options{}
 	}
-	return Options{Bulk: BulkMode(o.Bulk), UserName: UserNameSource(o.UserName), Deprovision: Deprovision(o.Deprovision)}
+	return Options{Bulk: BulkMode(o.Bulk), UserName: UserNameSource(o.UserName), Deprovision: Deprovision(o.Deprovision),
+		ExtensionSchema: o.ExtensionSchema}
 }
 
 // normalizeEndpoint checks the SCIM base URL and returns it without a

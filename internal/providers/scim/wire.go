@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,6 +41,9 @@ func canonicalNames(names ...string) map[string]string {
 	return m
 }
 
+// attrName is the grammar of a SCIM attribute name (RFC 7643 section 2.1).
+var attrName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+
 // resource is a user as the client writes it: the JSON of a SCIM User.
 type resource map[string]any
 
@@ -58,7 +64,7 @@ func (c *Client) toResource(u providers.User) (resource, error) {
 		r["name"] = name
 		r["displayName"] = strings.TrimSpace(u.FirstName + " " + u.LastName)
 	}
-	ent := map[string]any{}
+	ent, ext := map[string]any{}, map[string]any{}
 	for k, v := range u.Attributes {
 		lk := strings.ToLower(k)
 		if n, ok := coreAttrs[lk]; ok {
@@ -79,13 +85,28 @@ func (c *Client) toResource(u providers.User) (resource, error) {
 				continue
 			}
 		}
-		return nil, fmt.Errorf("attribute %q is neither a singular core SCIM attribute (displayName, nickName, title, userType, "+
-			"preferredLanguage, locale, timezone, profileUrl, active) nor enterprise.<employeeNumber|costCenter|organization|division|department>", k)
+		if c.opts.ExtensionSchema != "" && attrName.MatchString(k) {
+			// The extension's own attribute types are unknown: the value
+			// keeps its JSON type.
+			ext[k] = v
+			continue
+		}
+		if c.opts.ExtensionSchema != "" {
+			return nil, fmt.Errorf("attribute %q is not a SCIM attribute name (a letter, then letters, digits, '-' or '_') "+
+				"for the extension schema %s, nor a singular core SCIM attribute or enterprise.<name>", k, c.opts.ExtensionSchema)
+		}
+		return nil, fmt.Errorf("attribute %q needs spec.scim.extensionSchema: it is neither a singular core SCIM attribute (displayName, "+
+			"nickName, title, userType, preferredLanguage, locale, timezone, profileUrl, active) nor "+
+			"enterprise.<employeeNumber|costCenter|organization|division|department>", k)
 	}
 	schemas := []any{schemaUser}
 	if len(ent) > 0 {
 		r[schemaEnterprise] = ent
 		schemas = append(schemas, schemaEnterprise)
+	}
+	if len(ext) > 0 {
+		r[c.opts.ExtensionSchema] = ext
+		schemas = append(schemas, c.opts.ExtensionSchema)
 	}
 	r["schemas"] = schemas
 	return r, nil
@@ -123,6 +144,69 @@ func patchReplace(r resource) map[string]any {
 		"Operations": []any{map[string]any{"op": "replace", "value": v}}}
 }
 
+// minimalPatch is the PatchOp that brings the declared attributes of r to
+// a user stored as got (keys lower-cased): one replace per attribute that
+// differs (RFC 7644 section 3.5.2.3; a replace of an absent attribute adds
+// it). Nil when none differs.
+func minimalPatch(r resource, got map[string]any) map[string]any {
+	ds := diffs(r, got)
+	if len(ds) == 0 {
+		return nil
+	}
+	ops := make([]any, len(ds))
+	for i, d := range ds {
+		ops[i] = map[string]any{"op": "replace", "path": d.path, "value": d.value}
+	}
+	return map[string]any{"schemas": []string{schemaPatchOp}, "Operations": ops}
+}
+
+// overlay is the user stored as cur with the declared attributes of r laid
+// over it, for a PUT: name and the extensions are merged attribute by
+// attribute, the other declared attributes replaced, the undeclared ones
+// kept; attribute names compared without case; id and meta dropped.
+func overlay(cur map[string]any, r resource) resource {
+	out := resource{}
+	for k, v := range cur {
+		if lk := strings.ToLower(k); lk != "id" && lk != "meta" {
+			out[k] = v
+		}
+	}
+	keyOf := func(m map[string]any, k string) string {
+		for mk := range m {
+			if strings.EqualFold(mk, k) {
+				return mk
+			}
+		}
+		return k
+	}
+	for k, v := range r {
+		ck := keyOf(out, k)
+		if k == "schemas" {
+			have, _ := out[ck].([]any)
+			for _, s := range v.([]any) {
+				if !slices.ContainsFunc(have, func(h any) bool { hs, _ := h.(string); return strings.EqualFold(hs, s.(string)) }) {
+					have = append(have, s)
+				}
+			}
+			out[ck] = have
+			continue
+		}
+		sub, isMap := v.(map[string]any)
+		old, wasMap := out[ck].(map[string]any)
+		if !isMap || !wasMap {
+			out[ck] = v
+			continue
+		}
+		merged := make(map[string]any, len(old)+len(sub))
+		maps.Copy(merged, old)
+		for sk, sv := range sub {
+			merged[keyOf(old, sk)] = sv
+		}
+		out[ck] = merged
+	}
+	return out
+}
+
 // patchDeactivate is a PatchOp setting active to false.
 func patchDeactivate() map[string]any {
 	return map[string]any{"schemas": []string{schemaPatchOp},
@@ -157,28 +241,25 @@ func (e scimErr) text(status int) string {
 // errorText renders an error answer for a message.
 func errorText(status int, body []byte) string { return decodeError(body).text(status) }
 
-// flexStatus is a status sent as a string ("201") or an integer.
+// flexStatus is a status (or a count) sent as a string ("201") or an
+// integer. A value that is neither (an object, "abc", 2.5) reads as 0,
+// unknown, rather than failing the whole answer it is part of.
 type flexStatus int
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (s *flexStatus) UnmarshalJSON(b []byte) error {
+	*s = 0
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
 		var str string
-		if err := json.Unmarshal(b, &str); err != nil {
-			return err
+		if json.Unmarshal(b, &str) != nil {
+			return nil
 		}
 		b = []byte(strings.TrimSpace(str))
 	}
-	if string(b) == "null" || len(b) == 0 {
-		*s = 0
-		return nil
+	if n, err := strconv.Atoi(string(b)); err == nil {
+		*s = flexStatus(n)
 	}
-	n, err := strconv.Atoi(string(b))
-	if err != nil {
-		return fmt.Errorf("status %q is not a number", b)
-	}
-	*s = flexStatus(n)
 	return nil
 }
 
@@ -243,26 +324,43 @@ type listResponse struct {
 	Resources    []json.RawMessage
 }
 
-// decodeList reads a ListResponse, with attribute names without case.
+// decodeList reads a ListResponse tolerantly: attribute names without
+// case (the RFC spelling wins over another one in the same answer),
+// totalResults as a number or a string, Resources missing or null as
+// empty.
 func decodeList(body []byte) (listResponse, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return listResponse{}, err
 	}
 	var out listResponse
-	for k, v := range raw {
-		switch strings.ToLower(k) {
-		case "totalresults":
-			if err := json.Unmarshal(v, &out.TotalResults); err != nil {
-				return out, fmt.Errorf("totalResults: %w", err)
-			}
-		case "resources":
-			if err := json.Unmarshal(v, &out.Resources); err != nil {
-				return out, fmt.Errorf("resources: %w", err)
-			}
+	if v, ok := member(raw, "totalResults"); ok {
+		var n flexStatus
+		if err := json.Unmarshal(v, &n); err != nil {
+			return out, fmt.Errorf("totalResults: %w", err)
+		}
+		out.TotalResults = int(n)
+	}
+	if v, ok := member(raw, "Resources"); ok {
+		if err := json.Unmarshal(v, &out.Resources); err != nil {
+			return out, fmt.Errorf("resources: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// member is the member name of an object, matched without case: the
+// exact spelling first, else the first other spelling in sorted order.
+func member(m map[string]json.RawMessage, name string) (json.RawMessage, bool) {
+	if v, ok := m[name]; ok {
+		return v, true
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if strings.EqualFold(k, name) {
+			return m[k], true
+		}
+	}
+	return nil, false
 }
 
 // idOf reads the id of a user answer.

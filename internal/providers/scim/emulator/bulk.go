@@ -30,9 +30,17 @@ func (e *Emulator) serveBulk(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(p.MaxPayloadSize)+1))
+	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(max(p.MaxPayloadSize, p.ProxyLimit))+1))
 	if err != nil {
 		e.writeError(w, &scimError{http.StatusBadRequest, "invalidSyntax", "reading the body: " + err.Error()})
+		return
+	}
+	if p.ProxyLimit > 0 && len(raw) > p.ProxyLimit {
+		e.Serve(w, r, EndpointBulk, -1, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = w.Write([]byte("<html><body><h1>413 Request Entity Too Large</h1></body></html>"))
+		})
 		return
 	}
 	if len(raw) > p.MaxPayloadSize {
@@ -74,8 +82,26 @@ func (e *Emulator) serveBulk(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// bulkOne carries out one operation. Callers hold e.mu.
+// bulkOne carries out one operation, or answers its injected fault.
+// Callers hold e.mu.
 func (e *Emulator) bulkOne(r *http.Request, op bulkOp) map[string]any {
+	f := e.opFault(op.BulkID)
+	if f == nil {
+		return e.bulkDo(r, op)
+	}
+	if f.AfterApply {
+		e.bulkDo(r, op)
+	}
+	res := map[string]any{"method": op.Method, "status": strconv.Itoa(f.Status),
+		"response": errorBody(f.Status, "", fmt.Sprintf("injected fault: HTTP %d", f.Status))}
+	if op.BulkID != "" {
+		res["bulkId"] = op.BulkID
+	}
+	return res
+}
+
+// bulkDo carries out one operation. Callers hold e.mu.
+func (e *Emulator) bulkDo(r *http.Request, op bulkOp) map[string]any {
 	res := map[string]any{"method": op.Method}
 	if op.BulkID != "" {
 		res["bulkId"] = op.BulkID

@@ -2,7 +2,9 @@
 // 7644) for tests, benchmarks and the demo, built on the emulation harness.
 // It serves /Users, /ServiceProviderConfig and, when its Profile offers it,
 // /Bulk. It implements the protocol on its own: it does not import the
-// operator's SCIM client.
+// operator's SCIM client. Its profiles are those of real servers: Full
+// (Bulk, PATCH, ETag), NoBulk (HCP Terraform), AWS (IAM Identity Center)
+// and Tight (a maxPayloadSize a request of 100 users exceeds).
 package emulator
 
 import (
@@ -41,6 +43,8 @@ const (
 	EndpointCreate = "POST /Users"
 	EndpointGet    = "GET /Users/{id}"
 	EndpointList   = "GET /Users"
+	// EndpointLookup is a list with a filter.
+	EndpointLookup = "GET /Users?filter"
 	EndpointPut    = "PUT /Users/{id}"
 	EndpointPatch  = "PATCH /Users/{id}"
 	EndpointDelete = "DELETE /Users/{id}"
@@ -60,9 +64,22 @@ type Profile struct {
 	Patch bool
 	// ETag answers ETag and meta.version, and honours If-Match (412).
 	ETag bool
-	// MaxResults caps count of a list; filters are always offered
-	// (userName eq / externalId eq, joined with and).
+	// MaxResults caps count of a list. Filters are always offered: eq on
+	// a singular attribute (userName, externalId, id, displayName, title,
+	// active, name.givenName, ...), terms joined with and.
 	MaxResults int
+	// FilterAttrs, when set, are the only attributes a filter may test
+	// (others get 400 invalidFilter); NoAnd refuses terms joined with and.
+	FilterAttrs []string
+	NoAnd       bool
+	// SingleEmails refuses a user with more than one email (400
+	// invalidValue).
+	SingleEmails bool
+	// ProxyLimit, when > 0, is a body limit in front of the server that
+	// its ServiceProviderConfig does not announce (a reverse proxy's): a
+	// larger request gets 413 with a body that is not SCIM, and is not
+	// carried out.
+	ProxyLimit int
 }
 
 // Profiles of real servers, chosen per test and in the demo.
@@ -70,13 +87,24 @@ var (
 	// Full offers Bulk (100 operations, 1 MiB), PATCH, ETag and filters.
 	Full = Profile{Name: "full", Bulk: true, MaxOperations: 100, MaxPayloadSize: 1 << 20, Patch: true, ETag: true, MaxResults: 1000}
 	// NoBulk is like HCP Terraform: no Bulk, filters userName eq and
-	// externalId eq only, count capped at 200.
-	NoBulk = Profile{Name: "nobulk", Patch: true, MaxResults: 200}
+	// externalId eq only (no and), count capped at 200.
+	NoBulk = Profile{Name: "nobulk", Patch: true, MaxResults: 200, FilterAttrs: []string{"userName", "externalId"}, NoAnd: true}
+	// AWS is like AWS IAM Identity Center: no Bulk, no ETag, PATCH,
+	// filters only eq joined with and, single-valued emails, lists of at
+	// most 100.
+	AWS = Profile{Name: "aws", Patch: true, MaxResults: 100, SingleEmails: true}
+	// Tight offers Bulk with a maxPayloadSize of 16 KiB, which a request
+	// of 100 users (about 33 KiB) exceeds: such a request gets 413.
+	Tight = Profile{Name: "tight", Bulk: true, MaxOperations: 100, MaxPayloadSize: 16 << 10, Patch: true, ETag: true, MaxResults: 1000}
 )
 
-// ProfileByName returns the profile named name ("full", "nobulk").
+// Profiles lists the named profiles.
+func Profiles() []Profile { return []Profile{Full, NoBulk, AWS, Tight} }
+
+// ProfileByName returns the profile named name ("full", "nobulk", "aws",
+// "tight").
 func ProfileByName(name string) (Profile, bool) {
-	for _, p := range []Profile{Full, NoBulk} {
+	for _, p := range Profiles() {
 		if strings.EqualFold(p.Name, name) {
 			return p, true
 		}
@@ -92,6 +120,11 @@ type Options struct {
 	Tokens []string
 	// Latency delays every answer.
 	Latency time.Duration
+	// RateLimit, when > 0, admits at most RateLimit calls per RateWindow
+	// (default one second); the others get 429 with Retry-After and the
+	// SCIM error body.
+	RateLimit  int
+	RateWindow time.Duration
 }
 
 // User is a user stored by the emulator.
@@ -117,16 +150,20 @@ type Fault = emulation.Fault
 // already held by another user (compared without case) gets 409 with
 // scimType uniqueness; a user without userName, or with an email value
 // without "@", gets 400 invalidValue; attribute names are matched without
-// case. The harness (emulation.Server) gives it Inject, Calls, Inputs, Log
+// case. With Options.RateLimit, calls over it get 429 with Retry-After.
+// These hold in every profile. The harness (emulation.Server) gives it Inject, Calls, Inputs, Log
 // and ResetCounters; Inputs lists the operations of each Bulk call.
 type Emulator struct {
 	*emulation.Server
 	profile Profile
 	tokens  map[string]bool
 
-	mu     sync.Mutex
-	users  map[string]*User
-	nextID int
+	mu       sync.Mutex
+	users    map[string]*User
+	names    map[string]string // lower-cased userName → id
+	nextID   int
+	opFaults []*OpFault
+	window   time.Duration
 }
 
 // New returns an Emulator that is not listening yet.
@@ -134,14 +171,59 @@ func New(o Options) *Emulator {
 	if o.Profile.Name == "" {
 		o.Profile = Full
 	}
-	e := &Emulator{profile: o.Profile, tokens: map[string]bool{}, users: map[string]*User{}, nextID: 1000}
+	e := &Emulator{profile: o.Profile, tokens: map[string]bool{}, users: map[string]*User{}, names: map[string]string{}, nextID: 1000}
 	for _, t := range o.Tokens {
 		e.tokens[t] = true
 	}
 	e.Server = &emulation.Server{Handler: http.HandlerFunc(e.handle), ErrorBody: func(status int) any {
 		return errorBody(status, "", fmt.Sprintf("injected fault: HTTP %d", status))
 	}, ContentType: ContentType, Latency: o.Latency}
+	if o.RateLimit > 0 {
+		if o.RateWindow <= 0 {
+			o.RateWindow = time.Second
+		}
+		e.Limit = &emulation.RateLimit{Limit: o.RateLimit, Window: o.RateWindow}
+		e.window = o.RateWindow
+	}
 	return e
+}
+
+// OpFault makes the next Count Bulk operations (of any request) answer
+// Status with the SCIM error body; AfterApply carries each out first (a
+// 5xx after the change was made).
+type OpFault struct {
+	Status     int
+	Count      int
+	AfterApply bool
+	// BulkID, when set, limits the fault to the operations with this
+	// bulkId.
+	BulkID string
+}
+
+// InjectOperation queues f for the next Bulk operations.
+func (e *Emulator) InjectOperation(f OpFault) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f.Count <= 0 {
+		f.Count = 1
+	}
+	e.opFaults = append(e.opFaults, &f)
+}
+
+// opFault takes the fault of a Bulk operation, if one is queued for it:
+// the first queued fault without a BulkID or with the operation's.
+// Callers hold e.mu.
+func (e *Emulator) opFault(bulkID string) *OpFault {
+	for i, f := range e.opFaults {
+		if f.BulkID != "" && f.BulkID != bulkID {
+			continue
+		}
+		if f.Count--; f.Count <= 0 {
+			e.opFaults = append(e.opFaults[:i:i], e.opFaults[i+1:]...)
+		}
+		return f
+	}
+	return nil
 }
 
 // Profile is what the emulator offers.
@@ -207,7 +289,7 @@ func (e *Emulator) DeleteUser(ext string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if u := e.byExternalID(ext); u != nil {
-		delete(e.users, u.ID)
+		e.forget(u.ID)
 		return true
 	}
 	return false

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
 )
 
 // maxBody bounds what is read of a call that is not a Bulk.
@@ -23,6 +25,11 @@ func (e *Emulator) handle(w http.ResponseWriter, r *http.Request) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || !e.tokens[tok] {
 		e.writeError(w, &scimError{http.StatusUnauthorized, "", "the bearer token is missing or invalid"})
+		return
+	}
+	if _, ok := e.Admit(); !ok {
+		w.Header().Set("Retry-After", emulation.RetryAfterSeconds(e.window))
+		e.writeError(w, &scimError{http.StatusTooManyRequests, "", "too many requests: the rate limit is exceeded"})
 		return
 	}
 	switch {
@@ -46,7 +53,11 @@ func (e *Emulator) handle(w http.ResponseWriter, r *http.Request) {
 			}
 		})
 	case path == "/Users" && r.Method == http.MethodGet:
-		e.Serve(w, r, EndpointList, -1, e.serveList)
+		endpoint := EndpointList
+		if r.URL.Query().Has("filter") {
+			endpoint = EndpointLookup
+		}
+		e.Serve(w, r, endpoint, -1, e.serveList)
 	case strings.HasPrefix(path, "/Users/"):
 		e.serveUser(w, r, strings.TrimPrefix(path, "/Users/"))
 	default:
@@ -148,10 +159,10 @@ func (e *Emulator) writeUser(w http.ResponseWriter, r *http.Request, status int,
 
 func (e *Emulator) serveList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	terms := map[string]string{}
+	var terms []term
 	if f := q.Get("filter"); f != "" {
 		var se *scimError
-		if terms, se = parseFilter(f); se != nil {
+		if terms, se = e.parseFilter(f); se != nil {
 			e.writeError(w, se)
 			return
 		}

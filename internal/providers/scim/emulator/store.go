@@ -3,6 +3,8 @@ package emulator
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -73,10 +75,18 @@ func (e *Emulator) validate(res map[string]any, self string) *scimError {
 			}
 		}
 	}
-	for _, u := range e.users {
-		if u.ID != self && strings.EqualFold(u.UserName, name) {
-			return &scimError{http.StatusConflict, "uniqueness", fmt.Sprintf("userName %q is already taken", name)}
+	if v, ok := res["profileUrl"]; ok {
+		// A reference to an absolute URI (RFC 7643 section 4.1.1).
+		s, _ := v.(string)
+		if u, err := url.Parse(s); err != nil || !u.IsAbs() || u.Host == "" {
+			return &scimError{http.StatusBadRequest, "invalidValue", fmt.Sprintf("profileUrl %q is not an absolute URI", s)}
 		}
+	}
+	if emails, _ := res["emails"].([]any); e.profile.SingleEmails && len(emails) > 1 {
+		return &scimError{http.StatusBadRequest, "invalidValue", "only one email is supported"}
+	}
+	if id, ok := e.names[strings.ToLower(name)]; ok && id != self {
+		return &scimError{http.StatusConflict, "uniqueness", fmt.Sprintf("userName %q is already taken", name)}
 	}
 	return nil
 }
@@ -91,7 +101,11 @@ func (e *Emulator) store(u *User, res map[string]any) {
 
 // touch refreshes the indexed fields and the version after a change.
 func (e *Emulator) touch(u *User) {
+	if e.names[strings.ToLower(u.UserName)] == u.ID {
+		delete(e.names, strings.ToLower(u.UserName))
+	}
 	u.UserName, _ = u.Resource["userName"].(string)
+	e.names[strings.ToLower(u.UserName)] = u.ID
 	u.ExternalID, _ = u.Resource["externalId"].(string)
 	u.Active = boolOf(u.Resource["active"], true)
 	u.Version++
@@ -205,13 +219,20 @@ func merge(res, m map[string]any) {
 // setPath sets (nil: removes) the attribute at path in res.
 func setPath(res map[string]any, path string, v any) {
 	obj, attr := res, path
-	if strings.HasPrefix(strings.ToLower(path), strings.ToLower(SchemaEnterprise)+":") {
-		sub, _ := res[SchemaEnterprise].(map[string]any)
+	if i := strings.LastIndexByte(path, ':'); i > 0 && strings.HasPrefix(strings.ToLower(path), "urn:") {
+		// "<schema URN>:attr": an attribute of a schema extension.
+		urn := canon(path[:i])
+		for k := range res {
+			if strings.EqualFold(k, urn) {
+				urn = k
+			}
+		}
+		sub, _ := res[urn].(map[string]any)
 		if sub == nil {
 			sub = map[string]any{}
-			res[SchemaEnterprise] = sub
+			res[urn] = sub
 		}
-		obj, attr = sub, path[len(SchemaEnterprise)+1:]
+		obj, attr = sub, path[i+1:]
 	} else if i := strings.IndexByte(path, '.'); i > 0 {
 		parent := canon(path[:i])
 		sub, _ := res[parent].(map[string]any)
@@ -233,43 +254,86 @@ func (e *Emulator) remove(id, ifMatch string) *scimError {
 	if _, se := e.find(id, ifMatch); se != nil {
 		return se
 	}
-	delete(e.users, id)
+	e.forget(id)
 	return nil
 }
 
-// parseFilter parses `attr eq "value"` terms joined with and (attr
-// userName or externalId; names and operators without case).
-func parseFilter(f string) (map[string]string, *scimError) {
-	terms := map[string]string{}
+// term is one "attr eq value" of a filter: path is the attribute path
+// as canonically spelt ("userName", "name.givenName"); value is a string,
+// or a bool for true and false.
+type term struct {
+	path  string
+	value any
+}
+
+// parseFilter parses `attr eq "value"` terms (a string, true or false)
+// joined with and, as the profile allows; names and operators without
+// case. Any other operator, or, not, parentheses and value paths are
+// refused with 400 invalidFilter.
+func (e *Emulator) parseFilter(f string) ([]term, *scimError) {
+	invalid := func(detail string) *scimError { return &scimError{http.StatusBadRequest, "invalidFilter", detail} }
+	var terms []term
 	rest := strings.TrimSpace(f)
 	for rest != "" {
 		fields := strings.SplitN(rest, " ", 3)
 		if len(fields) < 3 || !strings.EqualFold(fields[1], "eq") {
-			return nil, &scimError{http.StatusBadRequest, "invalidFilter", "only userName eq and externalId eq are supported"}
+			return nil, invalid("only eq is supported")
 		}
-		attr := canon(fields[0])
-		if attr != "userName" && attr != "externalId" {
-			return nil, &scimError{http.StatusBadRequest, "invalidFilter", "filtering on " + fields[0] + " is not supported"}
+		path := canonPath(fields[0])
+		if !e.filterable(path) {
+			return nil, invalid("filtering on " + fields[0] + " is not supported")
 		}
 		v := strings.TrimSpace(fields[2])
-		if !strings.HasPrefix(v, `"`) {
-			return nil, &scimError{http.StatusBadRequest, "invalidFilter", "the value must be a quoted string"}
+		var value any
+		switch {
+		case strings.HasPrefix(v, `"`):
+			end := closingQuote(v)
+			if end < 0 {
+				return nil, invalid("unterminated string")
+			}
+			value = strings.NewReplacer(`\"`, `"`, `\\`, `\`).Replace(v[1:end])
+			rest = strings.TrimSpace(v[end+1:])
+		default:
+			word, after, _ := strings.Cut(v, " ")
+			if !strings.EqualFold(word, "true") && !strings.EqualFold(word, "false") {
+				return nil, invalid("the value must be a quoted string, true or false")
+			}
+			value, rest = strings.EqualFold(word, "true"), strings.TrimSpace(after)
 		}
-		end := closingQuote(v)
-		if end < 0 {
-			return nil, &scimError{http.StatusBadRequest, "invalidFilter", "unterminated string"}
-		}
-		terms[attr] = strings.NewReplacer(`\"`, `"`, `\\`, `\`).Replace(v[1:end])
-		rest = strings.TrimSpace(v[end+1:])
+		terms = append(terms, term{path, value})
 		if rest != "" {
 			and, after, ok := strings.Cut(rest, " ")
 			if !ok || !strings.EqualFold(and, "and") {
-				return nil, &scimError{http.StatusBadRequest, "invalidFilter", "terms must be joined with and"}
+				return nil, invalid("terms must be joined with and")
+			}
+			if e.profile.NoAnd {
+				return nil, invalid("terms cannot be joined: filter on userName or externalId alone")
 			}
 			rest = strings.TrimSpace(after)
 		}
 	}
 	return terms, nil
+}
+
+// canonPath spells an attribute path ("name.givenname") canonically.
+func canonPath(p string) string {
+	if a, b, ok := strings.Cut(p, "."); ok {
+		return canon(a) + "." + canon(b)
+	}
+	return canon(p)
+}
+
+// filterable reports whether a filter may test path: a profile's
+// FilterAttrs, or any singular attribute.
+func (e *Emulator) filterable(path string) bool {
+	if len(e.profile.FilterAttrs) > 0 {
+		return slices.Contains(e.profile.FilterAttrs, path)
+	}
+	switch path {
+	case "emails", "phoneNumbers", "addresses", "schemas", "name":
+		return false
+	}
+	return path == "id" || canonical[strings.ToLower(strings.Split(path, ".")[0])] != ""
 }
 
 // closingQuote is the index of the quote that ends the string literal v
@@ -286,12 +350,42 @@ func closingQuote(v string) int {
 	return -1
 }
 
-func (u *User) matches(terms map[string]string) bool {
-	if v, ok := terms["userName"]; ok && !strings.EqualFold(u.UserName, v) {
-		return false
-	}
-	if v, ok := terms["externalId"]; ok && u.ExternalID != v {
-		return false
+func (u *User) matches(terms []term) bool {
+	for _, t := range terms {
+		var got any
+		switch t.path {
+		case "id":
+			got = u.ID
+		case "active":
+			got = u.Active
+		default:
+			got = u.Resource
+			for _, part := range strings.Split(t.path, ".") {
+				m, _ := got.(map[string]any)
+				got = m[part]
+			}
+		}
+		switch want := t.value.(type) {
+		case bool:
+			if b, ok := got.(bool); !ok || b != want {
+				return false
+			}
+		case string:
+			// userName is not case-exact (RFC 7643 section 4.1.1); the
+			// other strings are compared as stored.
+			g, _ := got.(string)
+			if g != want && (t.path != "userName" || !strings.EqualFold(g, want)) {
+				return false
+			}
+		}
 	}
 	return true
+}
+
+// forget removes a user. Callers hold e.mu.
+func (e *Emulator) forget(id string) {
+	if u := e.users[id]; u != nil && e.names[strings.ToLower(u.UserName)] == id {
+		delete(e.names, strings.ToLower(u.UserName))
+	}
+	delete(e.users, id)
 }
