@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -309,6 +310,7 @@ func runProfiledManager(dir string, args []string) int {
 		log.Error(err, "unable to set up the sync engine")
 		return 1
 	}
+	go writePeakHeap(ctx, dir)
 	phases := []string{"steady"}
 	if v := os.Getenv(profilePhasesEnvVar); v != "" {
 		phases = strings.Split(v, ",")
@@ -340,4 +342,32 @@ func runProfiledManager(dir string, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// writePeakHeap keeps heap-peak.pprof the heap profile of the largest live
+// heap seen (the heap the last garbage collection kept, polled every
+// 250 ms): where the memory of a backlog's peak goes, which a profile at
+// convergence no longer shows.
+func writePeakHeap(ctx context.Context, dir string) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var peak uint64
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		metrics.Read(sample)
+		live := sample[0].Value.Uint64()
+		if live < peak+4<<20 {
+			continue
+		}
+		peak = live
+		if f, err := os.Create(filepath.Join(dir, "heap-peak.pprof")); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			_ = f.Close()
+		}
+	}
 }

@@ -129,6 +129,32 @@ var _ = Describe("SCIM end to end", func() {
 		Entry("aws (one POST each)", scimemu.AWS),
 	)
 
+	It("writes a roster's attributes to the core, the enterprise extension and extensionSchema, by the provider's mapping", func() {
+		const ext = "urn:example:params:scim:schemas:usersync:1.0:User"
+		em := scimProvider(ns, scimemu.Full, &usersv1.SCIMOptions{ExtensionSchema: ext})
+		updateProvider(ns, "scim", func(s *usersv1.ProviderSpec) {
+			s.AttributeMapping = []usersv1.AttributeMapping{
+				{Attribute: "team", To: "enterprise.department"},
+				{Attribute: "role", To: "title"},
+				{Expression: "user.key.upperAscii()", To: "enterprise.employeeNumber"},
+			}
+		})
+		us := coreUsers(20, "x")
+		for i := range us {
+			us[i].Attributes = map[string]usersv1.AttributeValue{"team": usersv1.StringValue("core"),
+				"role": usersv1.StringValue("Engineer"), "costCode": usersv1.NumberValue(42)}
+		}
+		newSync(ns, "a", us, ref("scim"))
+		Eventually(readyStatus(ns, "a"), 60*time.Second).Should(Equal("True/Synced"))
+		u, ok := em.UserByExternalID("x3")
+		Expect(ok).To(BeTrue())
+		Expect(u.Resource).To(HaveKeyWithValue("title", "Engineer"))
+		Expect(u.Resource).To(HaveKeyWithValue("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+			And(HaveKeyWithValue("department", "core"), HaveKeyWithValue("employeeNumber", "X3"))))
+		Expect(u.Resource).To(HaveKeyWithValue(ext, HaveKeyWithValue("costCode", 42.0)), "an unmapped attribute goes to extensionSchema")
+		Expect(u.Resource).NotTo(HaveKey("team"))
+	})
+
 	It("creates no duplicate when a Bulk answer is lost: the creates are looked up, not sent again", func() {
 		em := scimProvider(ns, scimemu.Full, nil)
 		em.Inject(scimemu.EndpointBulk, emulation.Fault{Status: 504, AfterApply: true})
