@@ -42,6 +42,7 @@ type config struct {
 	rateWindow    time.Duration
 	resync        time.Duration
 	steadyLoops   int
+	killAfter     int
 	workers       int
 	timeout       time.Duration
 	scenario      string
@@ -118,6 +119,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	fs.DurationVar(&c.resync, "resync-interval", 30*time.Second, "The operator's --resync-interval (the steady-state phase waits for resync loops).")
 	fs.IntVar(&c.steadyLoops, "steady-loops", 3, "Resync loops the steady-state phase measures CPU over (0 skips the phase).")
 	fs.IntVar(&c.workers, "workers", 4, "The operator's --workers.")
+	fs.IntVar(&c.killAfter, "kill-after-writes", 0, "SIGKILL the operator once the emulator has answered this many write calls of a point's convergence, and start it again (0: never): every user must still be at the vendor exactly once.")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "Give up on a point's convergence after this long.")
 	fs.StringVar(&c.scenario, "scenario", scenarioPoints, "points: the scale points; ratelimit: "+ratelimitPoints+" users against a vendor limit of "+strconv.Itoa(ratelimitLimit)+" requests / 10s; "+
 		"verify: drift detection, a pass over "+verifyPoints+" converged users and writes that arrive mid-pass, under the same limit; all: the three; "+
@@ -162,7 +164,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 				p, usersv1.MaxUsers, (p.total()+usersv1.MaxUsers-1)/usersv1.MaxUsers, usersv1.MaxUsers)
 		}
 	}
-	if c.rateLimit < 0 || c.steadyLoops < 0 || c.verifyWrites < 0 || c.workers < 1 || c.createWorkers < 1 || c.poll <= 0 || c.resync <= 0 {
+	if c.rateLimit < 0 || c.steadyLoops < 0 || c.killAfter < 0 || c.verifyWrites < 0 || c.workers < 1 || c.createWorkers < 1 || c.poll <= 0 || c.resync <= 0 {
 		return nil, fmt.Errorf("-rate-limit, -steady-loops and -verify-writes must be ≥ 0; -workers, -create-workers, -poll and -resync-interval > 0")
 	}
 	if c.out != "" && c.pprofDir != "" {

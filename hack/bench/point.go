@@ -83,6 +83,14 @@ type result struct {
 	peakRSS      int64         // VmHWM at the end (steady state included)
 	loopsConv    float64       // sync loops during convergence
 
+	// killedAt: the write calls answered when the operator was SIGKILLed
+	// and started again (-kill-after-writes); 0: never. The killed
+	// process's CPU, API requests, loops and peak RSS until then are added
+	// to the point's.
+	killedAt                          int
+	killedCPU, killedAPI, killedLoops float64
+	killedRSS                         int64
+
 	steady     *steadyResult
 	verify     *verifyResult
 	profileDir string
@@ -161,7 +169,7 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer op.stop()
+	defer func() { op.stop() }()
 	want := metav1.ConditionTrue
 	if backlog {
 		want = metav1.ConditionFalse // SecretNotFound
@@ -251,6 +259,14 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 			continue
 		case <-tick.C:
 		}
+		if cfg.killAfter > 0 && res.killedAt == 0 {
+			if n := countCalls(em).writes(); n >= cfg.killAfter {
+				res.killedAt = n
+				if op, err = b.killAndRestart(ctx, op, res, ns.Name, phases, &cpu0, &m0); err != nil {
+					return nil, err
+				}
+			}
+		}
 		if err := op.exited(); err != nil {
 			return nil, err
 		}
@@ -309,19 +325,24 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.cpuConverge = cpu1 - cpu0
+	res.cpuConverge = cpu1 - cpu0 + res.killedCPU
 	res.cpuControl = controlPlaneCPU() - control0
 	m1, err := op.scrape(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res.apiRequests = m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil)
+	res.apiRequests = m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil) + res.killedAPI
 	loopFilter := map[string]string{"provider": providerIndex(ns.Name)}
-	res.loopsConv = m1.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter)
+	res.loopsConv = m1.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter) + res.killedLoops
 	if res.rssConverged, err = op.peakRSS(); err != nil {
 		return nil, err
 	}
+	res.rssConverged = max(res.rssConverged, res.killedRSS)
 	res.vendorUsers = len(em.Users())
+	if res.killedAt > 0 {
+		b.progress("killed after %d write calls and started again: %d users at the vendor for %d declared (each exactly once: %t)",
+			res.killedAt, res.vendorUsers, p.total(), res.vendorUsers == p.total())
+	}
 	b.progress("converged=%t in %s: %d vendor write calls (%d creates, bound %d) over %s, %d users at the vendor, operator CPU %.2fs (control plane %.2fs), peak RSS %s, %0.f API requests",
 		res.converged, res.convergeTime.Round(10*time.Millisecond), res.calls.writes(), res.calls.creates, ceilDiv(p.total(), 100),
 		res.writeSpan.Round(10*time.Millisecond), res.vendorUsers, res.cpuConverge, res.cpuControl, mib(res.rssConverged), res.apiRequests)
@@ -350,6 +371,32 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		b.progress("operator log kept: %s", op.log)
 	}
 	return res, nil
+}
+
+// killAndRestart SIGKILLs the operator in the middle of a convergence and
+// starts it again: a crash during a backlog. What the killed process did
+// since the clock started (CPU, API requests, loops) is kept in res, and
+// cpu0 and m0 become the new process's zero, so that the point's figures
+// are the two processes' sums.
+func (b *bench) killAndRestart(ctx context.Context, op *operator, res *result, ns, phases string, cpu0 *float64, m0 *metricsSnapshot) (*operator, error) {
+	cpu, err := op.cpuSeconds()
+	if err != nil {
+		return nil, err
+	}
+	m, err := op.scrape(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_ = op.cmd.Process.Kill()
+	<-op.done
+	loopFilter := map[string]string{"provider": providerIndex(ns)}
+	res.killedCPU = cpu - *cpu0
+	res.killedAPI = m.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil)
+	res.killedLoops = m.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter)
+	res.killedRSS, _ = op.peakRSS()
+	b.progress("SIGKILLed the operator after %d vendor write calls; starting it again", res.killedAt)
+	*cpu0, *m0 = 0, metricsSnapshot{}
+	return startOperator(b.cfg, b.binary, b.cp.kubeconfig, b.work, ns, res.profileDir, phases)
 }
 
 // waitOperatorReady waits for the metrics endpoint and for the provider to

@@ -381,6 +381,14 @@ func targets(sr *scenarioRun) []target {
 		add(r, "vendor write calls = ⌈N/100⌉ (all creates)", fmt.Sprintf("%s (%s, %s) for ⌈N/100⌉ = %s",
 			plural(r.calls.writes(), "call"), plural(r.calls.creates, "create"), plural(r.calls.updates+r.calls.upserts, "update"), thousands(bound)),
 			r.converged && r.calls.writes() <= bound && r.vendorUsers == n)
+		if sr.name == scenarioRateLim && n >= targetScale {
+			add(r, "operator peak RSS ≤ 256 MiB during a backlog", mib(r.peakRSS), r.peakRSS <= targetRSS)
+		}
+		if r.killedAt > 0 {
+			add(r, "SIGKILL mid-backlog: every user at the vendor exactly once",
+				fmt.Sprintf("killed after %s, started again: %s users at the vendor for N = %s", plural(r.killedAt, "write call"),
+					thousands(r.vendorUsers), thousands(n)), r.converged && r.vendorUsers == n)
+		}
 		if sr.name == scenarioPoints && n >= targetScale {
 			fig := secs(r.convergeTime)
 			if !r.converged {

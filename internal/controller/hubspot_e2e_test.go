@@ -32,6 +32,13 @@ func hubspotProvider(ns, name string, eo hsemu.Options, mutate func(*usersv1.Pro
 		eo.RateLimit = -1
 	}
 	em := hsemu.New(eo)
+	startHubSpotProvider(ns, name, em, mutate)
+	return em
+}
+
+// startHubSpotProvider starts em and creates a UserProvider of type
+// HubSpot pointing at it, with its Secret.
+func startHubSpotProvider(ns, name string, em *hsemu.Emulator, mutate func(*usersv1.ProviderSpec)) {
 	em.Start()
 	DeferCleanup(em.Close)
 	newSecret(ns, name+"-token", "token", hubspotToken)
@@ -42,7 +49,6 @@ func hubspotProvider(ns, name string, eo hsemu.Options, mutate func(*usersv1.Pro
 		mutate(&p.Spec)
 	}
 	Expect(k8s.Create(ctx, p)).To(Succeed())
-	return em
 }
 
 // hubspotWrites counts the write calls the emulator accepted.

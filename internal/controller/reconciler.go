@@ -199,6 +199,10 @@ type syncView struct {
 	refusedReason, refusedMessage string
 	// deleteUnsupported: deletionPolicy is Delete, and why the vendor cannot.
 	deleteUnsupported string
+	// stored is the digest of the records this loop stored while it was
+	// still sending (writes.go, storedEarly); obj then holds only the
+	// metadata and spec: the stored status is the cache's.
+	stored string
 }
 
 // +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
@@ -318,6 +322,11 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 			return in, plan, nil, err
 		}
 		l.notReady = &notReady{Reason: ae.Reason, Message: ae.Error()}
+		// The plan is made again from the records: those stored early
+		// are read back first.
+		if err := r.refetchStored(ctx, l); err != nil {
+			return in, plan, nil, err
+		}
 		in, plan = r.plan(l)
 		results = nil
 	}
@@ -488,7 +497,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	for pos := range plan.Changes {
 		last[plan.ChangeItem(pos).Sync] = pos
 	}
-	early := r.newStatusWriter(ctx, l, in, plan)
+	early := r.newEarlyWriter(ctx, l, in, plan)
 	defer func() {
 		if err := early.wait(); err != nil {
 			logf.FromContext(ctx).V(1).Info("storing results early failed; they are stored with the rest", "error", err.Error())
