@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/usersync/usersync-operator/internal/testenv"
@@ -16,9 +17,11 @@ import (
 
 // The tests run the plugin in-process against a real kube-apiserver
 // (envtest) holding the operator's CRDs; no operator runs, so the tests
-// write the statuses the operator would.
+// write the statuses the operator would, except agree_test.go, which runs
+// the operator (internal/app) against a HubSpot emulator.
 var (
 	k8s        client.Client
+	restConfig *rest.Config
 	kubeconfig string
 	ctx        = context.Background()
 )
@@ -29,13 +32,13 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	env := testenv.New()
-	_, c, err := testenv.Start(env)
+	cfg, c, err := testenv.Start(env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	k8s = c
+	k8s, restConfig = c, cfg
 	dir, err := os.MkdirTemp("", "kubectl-usersync-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -171,54 +171,84 @@ func convert(u *unstructured.Unstructured, into any) error {
 }
 
 func runPlan(ctx context.Context, o *options, po planOptions) error {
-	c, err := o.client()
+	pl, err := newManifestPlanner(ctx, o, po)
 	if err != nil {
 		return err
 	}
-	ns, explicit, err := o.namespace()
+	changed, err := pl.planAll(ctx, o.streams.Out)
 	if err != nil {
 		return err
-	}
-	objs, err := readManifest(po.file, o.streams.In)
-	if err != nil {
-		return err
-	}
-	docs, err := dryRun(ctx, c, objs, ns, explicit)
-	if err != nil {
-		return err
-	}
-	w := o.streams.Out
-	pl := &planner2{c: c, docs: docs, po: po, p: painter{on: colored(w)}, now: time.Now()}
-	changed, planned := false, 0
-	for _, d := range docs {
-		if d.dry.GroupVersionKind() != usersv1.GroupVersion.WithKind("UserSync") {
-			continue
-		}
-		planned++
-		us, live := &usersv1.UserSync{}, (*usersv1.UserSync)(nil)
-		if err := convert(d.dry, us); err != nil {
-			return err
-		}
-		if d.live != nil {
-			live = &usersv1.UserSync{}
-			if err := convert(d.live, live); err != nil {
-				return err
-			}
-		}
-		ch, err := pl.planSync(ctx, w, us, live)
-		if err != nil {
-			return err
-		}
-		changed = changed || ch
-	}
-	if planned == 0 {
-		_, _ = fmt.Fprintf(w, "The manifest is valid; it holds no UserSync to plan.\n")
-		return nil
 	}
 	if changed {
 		return errChanges
 	}
 	return nil
+}
+
+// newManifestPlanner reads the manifest, validates it with the dry run, and
+// returns a planner of its UserSyncs.
+func newManifestPlanner(ctx context.Context, o *options, po planOptions) (*planner2, error) {
+	c, err := o.client()
+	if err != nil {
+		return nil, err
+	}
+	ns, explicit, err := o.namespace()
+	if err != nil {
+		return nil, err
+	}
+	objs, err := readManifest(po.file, o.streams.In)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := dryRun(ctx, c, objs, ns, explicit)
+	if err != nil {
+		return nil, err
+	}
+	pl := &planner2{c: c, docs: docs, po: po, p: painter{on: colored(o.streams.Out)}, now: time.Now(),
+		manifest: map[string]*manifestSync{}}
+	for _, d := range docs {
+		if d.dry.GroupVersionKind() != usersv1.GroupVersion.WithKind("UserSync") {
+			continue
+		}
+		ms := &manifestSync{us: &usersv1.UserSync{}}
+		if err := convert(d.dry, ms.us); err != nil {
+			return nil, err
+		}
+		if d.live != nil {
+			ms.live = &usersv1.UserSync{}
+			if err := convert(d.live, ms.live); err != nil {
+				return nil, err
+			}
+			if ms.us.Annotations[usersv1.AnnotationApproveDeletions] == "" && ms.live.Annotations[usersv1.AnnotationApproveDeletions] != "" {
+				// An apply keeps the approval the cluster's object carries.
+				if ms.us.Annotations == nil {
+					ms.us.Annotations = map[string]string{}
+				}
+				ms.us.Annotations[usersv1.AnnotationApproveDeletions] = ms.live.Annotations[usersv1.AnnotationApproveDeletions]
+			}
+		}
+		pl.order = append(pl.order, ms)
+		pl.manifest[ms.us.Namespace+"/"+ms.us.Name] = ms
+	}
+	return pl, nil
+}
+
+// planAll prints the plan of every UserSync of the manifest and reports
+// whether anything would change.
+func (pl *planner2) planAll(ctx context.Context, w io.Writer) (bool, error) {
+	if len(pl.order) == 0 {
+		_, _ = fmt.Fprintf(w, "The manifest is valid; it holds no UserSync to plan.\n")
+		return false, nil
+	}
+	changed := false
+	for _, ms := range pl.order {
+		ch, err := pl.planSync(ctx, w, ms.us, ms.live)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || ch
+	}
+	return changed, nil
 }
 
 // planner2 plans the UserSyncs of one manifest.
@@ -228,6 +258,40 @@ type planner2 struct {
 	po   planOptions
 	p    painter
 	now  time.Time
+	// manifest holds the manifest's UserSyncs by namespace/name, in order:
+	// each is planned with the others as they will be once applied.
+	manifest map[string]*manifestSync
+	order    []*manifestSync
+	// results are the plans printed, one per UserSync and provider.
+	results []providerResult
+}
+
+// manifestSync is a UserSync of the manifest as the dry run returned it
+// (defaulted, with the cluster's status), and the cluster's object (nil if
+// new).
+type manifestSync struct {
+	us, live *usersv1.UserSync
+}
+
+// providerResult is the plan of one UserSync at one provider, as printed.
+type providerResult struct {
+	// Sync is namespace/name, Provider the provider's reference
+	// (UserProvider/name).
+	Sync, Provider string
+	Rows           []row
+	// Creates, Updates and Deletes count the writes of this UserSync.
+	Creates, Updates, Deletes int
+	// Calls is the number of vendor calls (see forecastLine): when this
+	// UserSync's changes are sent on apply, the calls of the operator's
+	// loop that sends them, shared with the changes of SharedWith;
+	// when they are held (mode Plan, suspend), the calls of this
+	// UserSync's changes alone, sent once approved.
+	Calls      int
+	SharedWith []string
+	// Held, when not empty, says when this UserSync's changes are sent:
+	// not on apply ("once approved": mode Plan without an approval of this
+	// plan; "once spec.suspend is false").
+	Held string
 }
 
 // provider is a provider as the plan uses it.
@@ -412,10 +476,12 @@ func (pl *planner2) planSync(ctx context.Context, w io.Writer, us, live *usersv1
 	return changed, nil
 }
 
-// syncsOf lists the other UserSyncs of provider p: those naming it and
-// those holding records of it (a ClusterUserProvider's in every
-// namespace).
-func (pl *planner2) syncsOf(ctx context.Context, us *usersv1.UserSync, p *provider) ([]usersv1.UserSync, []bool, error) {
+// syncsOf lists the other UserSyncs of provider p, as they will be once
+// the manifest is applied: those of the cluster naming it or holding
+// records of it (a ClusterUserProvider's in every namespace), in the
+// manifest's version where the manifest holds them, and the manifest's new
+// UserSyncs naming it. listedIn says whether each names it.
+func (pl *planner2) syncsOf(ctx context.Context, us *usersv1.UserSync, p *provider) ([]*usersv1.UserSync, []bool, error) {
 	list := &usersv1.UserSyncList{}
 	var opts []client.ListOption
 	if p.ref.Kind != usersv1.KindClusterUserProvider {
@@ -424,9 +490,25 @@ func (pl *planner2) syncsOf(ctx context.Context, us *usersv1.UserSync, p *provid
 	if err := pl.c.List(ctx, list, opts...); err != nil {
 		return nil, nil, err
 	}
-	var out []usersv1.UserSync
+	candidates := make([]*usersv1.UserSync, 0, len(list.Items))
+	seen := map[string]bool{}
+	for i := range list.Items {
+		o := &list.Items[i]
+		key := o.Namespace + "/" + o.Name
+		seen[key] = true
+		if ms := pl.manifest[key]; ms != nil {
+			o = ms.us
+		}
+		candidates = append(candidates, o)
+	}
+	for _, ms := range pl.order {
+		if !seen[ms.us.Namespace+"/"+ms.us.Name] && (p.ref.Kind == usersv1.KindClusterUserProvider || ms.us.Namespace == us.Namespace) {
+			candidates = append(candidates, ms.us)
+		}
+	}
+	var out []*usersv1.UserSync
 	var listedIn []bool
-	for _, o := range list.Items {
+	for _, o := range candidates {
 		if o.Namespace == us.Namespace && o.Name == us.Name {
 			continue
 		}
@@ -455,8 +537,9 @@ func (pl *planner2) syncsOf(ctx context.Context, us *usersv1.UserSync, p *provid
 }
 
 // syncOf is a UserSync as plannerInput (internal/controller) builds it for
-// the planner, without holds (the plan shows what would be sent) and
-// without create intents (they change how a create is sent, not whether).
+// the planner, without holds (the plan shows what would be sent; heldOf
+// adds them) and without create intents (they change how a create is
+// sent, not whether).
 func (pl *planner2) syncOf(us *usersv1.UserSync, p *provider, listed bool) planner.Sync {
 	s := planner.Sync{
 		Name:        us.Namespace + "/" + us.Name,
@@ -481,25 +564,71 @@ func (pl *planner2) syncOf(us *usersv1.UserSync, p *provider, listed bool) plann
 	return s
 }
 
+// heldOf is the hold the operator's loop puts on a UserSync's changes
+// (internal/controller holdOf and computeGated): spec.suspend, or mode Plan
+// when the approve-plan annotation does not name the plan of its items.
+func heldOf(us *usersv1.UserSync, p *provider, s planner.Sync, items []planner.Item) *planner.Hold {
+	switch {
+	case us.Spec.Suspend:
+		return &planner.Hold{Reason: usersv1.ReasonSuspended, Message: "spec.suspend is true"}
+	case us.Spec.Mode != usersv1.ModePlan || s.Removed:
+		return nil
+	}
+	rv := planner.ReviewOf(p.ref.String(), us.Generation, items)
+	if !rv.NeedsApproval() || planner.ApprovedBy(us.Annotations[usersv1.AnnotationApprovePlan], rv.Token) {
+		return nil
+	}
+	return &planner.Hold{Reason: usersv1.ReasonPlanned, Planned: true, Message: "spec.mode is Plan"}
+}
+
+// planProvider prints the plan of UserSync us at provider p: its rows, then
+// the counts and the calls.
 func (pl *planner2) planProvider(ctx context.Context, w io.Writer, us, live *usersv1.UserSync, p *provider, removed bool) (bool, error) {
 	others, listed, err := pl.syncsOf(ctx, us, p)
 	if err != nil {
 		return false, err
 	}
-	if live != nil && us.Annotations[usersv1.AnnotationApproveDeletions] == "" {
-		// An apply keeps the approval the cluster's object carries.
-		if us.Annotations == nil {
-			us.Annotations = map[string]string{}
-		}
-		us.Annotations[usersv1.AnnotationApproveDeletions] = live.Annotations[usersv1.AnnotationApproveDeletions]
-	}
-	in := planner.Input{Now: pl.now, Syncs: []planner.Sync{pl.syncOf(us, p, !removed)}}
-	for i := range others {
-		in.Syncs = append(in.Syncs, pl.syncOf(&others[i], p, listed[i]))
+	objs := append([]*usersv1.UserSync{us}, others...)
+	in := planner.Input{Now: pl.now, Backoff: app.DefaultOptions().Backoff, Syncs: []planner.Sync{pl.syncOf(us, p, !removed)}}
+	for i, o := range others {
+		in.Syncs = append(in.Syncs, pl.syncOf(o, p, listed[i]))
 	}
 	plan := planner.Compute(in)
 	items := plan.Of(0)
 	rows := pl.rows(us, live, p, in.Syncs[0], items)
+	res := providerResult{Sync: us.Namespace + "/" + us.Name, Provider: p.ref.String(), Rows: rows}
+	rv := planner.ReviewOf(p.ref.String(), us.Generation, items)
+	res.Creates, res.Updates, res.Deletes = rv.Creates, rv.Updates, rv.Deletes
+
+	// What the operator's first loop after the apply sends to this
+	// provider: the changes of every UserSync that is not held, packed
+	// together into the vendor's batches.
+	gated := in
+	gated.Syncs = append([]planner.Sync(nil), in.Syncs...)
+	for si := range gated.Syncs {
+		gated.Syncs[si].Hold = heldOf(objs[si], p, in.Syncs[si], plan.Of(si))
+	}
+	if h := gated.Syncs[0].Hold; h != nil {
+		res.Held = "once spec.suspend is false"
+		if h.Planned {
+			res.Held = "once approved"
+		}
+	}
+	if res.Held != "" {
+		res.Calls = callsOf(p, rv.Changes)
+	} else {
+		sent := planner.Compute(gated)
+		res.Calls = callsOf(p, sent.Changes)
+		sharing := map[int]bool{}
+		for pos := range sent.Changes {
+			if si := sent.ChangeItem(pos).Sync; si != 0 && !sharing[si] {
+				sharing[si] = true
+				res.SharedWith = append(res.SharedWith, in.Syncs[si].Name)
+			}
+		}
+		sort.Strings(res.SharedWith)
+	}
+	pl.results = append(pl.results, res)
 
 	_, _ = fmt.Fprintf(w, "\n%s (%s)", p.ref, p.spec.Type)
 	if removed {
@@ -527,176 +656,6 @@ func (pl *planner2) planProvider(ctx context.Context, w io.Writer, us, live *use
 	if err := tw.Flush(); err != nil {
 		return false, err
 	}
-	rv := planner.ReviewOf(p.ref.String(), us.Generation, items)
-	calls := callsOf(p, rv.Changes)
-	_, _ = fmt.Fprintf(w, "  %d to create, %d to update, %d to delete: %s\n", rv.Creates, rv.Updates, rv.Deletes, forecast(p, calls))
+	_, _ = fmt.Fprintf(w, "  %d to create, %d to update, %d to delete: %s\n", rv.Creates, rv.Updates, rv.Deletes, forecastLine(p, res))
 	return changed, nil
-}
-
-// rows describes the items of the planned UserSync that change something.
-func (pl *planner2) rows(us, live *usersv1.UserSync, p *provider, s planner.Sync, items []planner.Item) []row {
-	// The users as the vendor would get them (mapped), before and after.
-	liveUsers := map[string]*providers.User{}
-	if live != nil {
-		for i := range live.Spec.Users {
-			u := declared.Written(live, i, p.mapping, providers.OpUpdate)
-			liveUsers[u.Key] = &u
-		}
-	}
-	newUsers := map[string]*providers.User{}
-	for i := range us.Spec.Users {
-		u := declared.Written(us, i, p.mapping, providers.OpUpdate)
-		newUsers[u.Key] = &u
-	}
-	var rows []row
-	for i := range items {
-		it := &items[i]
-		old, had := s.Records[it.Key]
-		switch it.Kind {
-		case planner.Write:
-			if it.Change.Op == providers.OpCreate {
-				what := "new user"
-				if had {
-					what = "not at the vendor yet (" + dash(old.State) + ")"
-				}
-				rows = append(rows, row{it.Key, "create", what})
-				continue
-			}
-			rows = append(rows, row{it.Key, "update", fieldChanges(old, liveUsers[it.Key], newUsers[it.Key])})
-		case planner.Remove:
-			rows = append(rows, row{it.Key, "delete", "left spec.users (deletionPolicy Delete)"})
-		case planner.Forget:
-			rows = append(rows, row{it.Key, "forget", "left spec.users; kept at the vendor (deletionPolicy Orphan, or handed over)"})
-		case planner.Held:
-			if it.Record.State == old.State && it.Record.Reason == old.Reason && it.Record.Message == old.Message {
-				continue // already so
-			}
-			switch it.Record.Reason {
-			case planner.ReasonDeletionHeld:
-				rows = append(rows, row{it.Key, "hold", "delete held by the mass-deletion guard: " + shorten(it.Record.Message, 120)})
-			default:
-				rows = append(rows, row{it.Key, "fail", it.Record.Reason + ": " + it.Record.Message})
-			}
-		default:
-			if pl.po.showUnchanged {
-				rows = append(rows, row{it.Key, "unchanged", "-"})
-			}
-		}
-	}
-	return rows
-}
-
-// fieldChanges names what an update writes. The status keeps only a
-// digest of what was last written: the fields are known when the
-// cluster's current spec of the user is what was written (same digest).
-func fieldChanges(old planner.Record, was, now *providers.User) string {
-	if now == nil {
-		return "content changed"
-	}
-	if old.Hash == planner.Hash(*now) {
-		switch old.State {
-		case planner.StateDrifted, planner.StatePending:
-			if old.Reason == planner.ReasonMissing {
-				return "re-create: the vendor lost the user (drift)"
-			}
-			if old.Reason == planner.ReasonDrifted || old.Reason == planner.ReasonChanged {
-				return "drift correction: rewrite what the vendor changed"
-			}
-			return "write again (" + dash(old.Reason) + ")"
-		}
-		return "write again"
-	}
-	if was == nil || old.Hash != planner.Hash(*was) {
-		return "content changed (fields unknown: the status keeps only a digest of what was last written)"
-	}
-	var fields []string
-	add := func(name, a, b string) {
-		if a != b {
-			fields = append(fields, fmt.Sprintf("%s: %q → %q", name, a, b))
-		}
-	}
-	add("email", was.Email, now.Email)
-	add("firstName", was.FirstName, now.FirstName)
-	add("lastName", was.LastName, now.LastName)
-	names := map[string]bool{}
-	for k := range was.Attributes {
-		names[k] = true
-	}
-	for k := range now.Attributes {
-		names[k] = true
-	}
-	sorted := make([]string, 0, len(names))
-	for k := range names {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		a, b := "", ""
-		if v, ok := was.Attributes[k]; ok {
-			raw, _ := json.Marshal(v)
-			a = string(raw)
-		}
-		if v, ok := now.Attributes[k]; ok {
-			raw, _ := json.Marshal(v)
-			b = string(raw)
-		}
-		if a != b {
-			fields = append(fields, fmt.Sprintf("%s: %s → %s", k, orNone(a), orNone(b)))
-		}
-	}
-	if len(fields) == 0 {
-		return "content changed"
-	}
-	return strings.Join(fields, ", ")
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
-// callsOf is how many vendor calls the changes take, as the operator
-// counts them (internal/controller plannedCalls): the vendor client's own
-// count, else a call per batch of each operation. These are this
-// UserSync's calls alone: the operator packs the changes of every UserSync
-// of a provider into the same batches.
-func callsOf(p *provider, chs []providers.Change) int {
-	if cp, ok := p.vendor.(providers.CallPlanner); ok {
-		return cp.PlanCalls(chs)
-	}
-	batch := 100
-	if p.spec.BatchSize != nil && *p.spec.BatchSize > 0 {
-		batch = int(*p.spec.BatchSize)
-	}
-	per := map[providers.Op]int{}
-	for _, ch := range chs {
-		per[ch.Op]++
-	}
-	n := 0
-	for _, k := range per {
-		n += (k + batch - 1) / batch
-	}
-	return n
-}
-
-// forecast is the calls and the least time they take under the provider's
-// rate limit (a window's allowance at once, then the limit's pace), as the
-// operator's status.plan estimates it.
-func forecast(p *provider, calls int) string {
-	requests, period := p.factory.DefaultRateLimit()
-	if rl := p.spec.RateLimit; rl != nil {
-		requests, period = int(rl.Requests), rl.Period.Duration
-	}
-	s := fmt.Sprintf("%d vendor calls", calls)
-	if calls == 1 {
-		s = "1 vendor call"
-	}
-	if calls == 0 || requests <= 0 || period <= 0 {
-		return s
-	}
-	extra := max(calls-requests, 0)
-	d := (time.Duration(extra) * period / time.Duration(requests)).Round(time.Second)
-	return fmt.Sprintf("%s, at least %s at %d requests per %s", s, d, requests, period)
 }

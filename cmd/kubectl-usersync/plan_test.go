@@ -9,6 +9,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -246,5 +247,102 @@ func TestForecast(t *testing.T) {
 		if got := forecast(p, tc.calls); got != tc.want {
 			t.Errorf("forecast(%d) = %q, want %q", tc.calls, got, tc.want)
 		}
+	}
+}
+
+// TestPlanSharedCalls: the calls of a UserSync sent on apply are those of
+// the operator's loop that sends them, which packs the pending changes of
+// the provider's other UserSyncs into the same batches; a UserSync in mode
+// Plan is sent once approved, on its own, as its status.plan counts it.
+func TestPlanSharedCalls(t *testing.T) {
+	ns := newNamespace(t)
+	p := &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hubspot"}, Spec: usersv1.ProviderSpec{
+		Type: usersv1.ProviderHubSpot, CredentialsRef: usersv1.SecretKeyReference{Name: "hubspot", Key: "token"},
+		BatchSize: ptr.To(int32(4))}}
+	if err := k8s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	ref := []usersv1.ProviderRef{{Kind: usersv1.KindUserProvider, Name: "hubspot"}}
+	// In the cluster: other, declared and not synced yet (its 2 creates are
+	// pending), and waiting, in mode Plan (its create waits for approval).
+	newSync(t, ns, "other", usersv1.UserSyncSpec{ProviderRefs: ref, Users: []usersv1.User{
+		{Key: "o1", Email: "o1@example.com"}, {Key: "o2", Email: "o2@example.com"}}}, usersv1.UserSyncStatus{})
+	newSync(t, ns, "waiting", usersv1.UserSyncSpec{ProviderRefs: ref, Mode: usersv1.ModePlan, Users: []usersv1.User{
+		{Key: "w1", Email: "w1@example.com"}}}, usersv1.UserSyncStatus{})
+	manifest := `apiVersion: users.usersync.io/v1alpha1
+kind: UserSync
+metadata: {name: team}
+spec:
+  providerRefs: [{name: hubspot}]
+  users:
+  - {key: a, email: a@example.com}
+  - {key: b, email: b@example.com}
+  - {key: c, email: c@example.com}
+---
+apiVersion: users.usersync.io/v1alpha1
+kind: UserSync
+metadata: {name: reviewed}
+spec:
+  providerRefs: [{name: hubspot}]
+  mode: Plan
+  users:
+  - {key: r1, email: r1@example.com}
+  - {key: r2, email: r2@example.com}
+`
+	out, errOut, code := plugin(t, "", "plan", "-f", writeFile(t, manifest), "-n", ns)
+	if code != 2 {
+		t.Fatalf("exit %d; stderr %s\n%s", code, errOut, out)
+	}
+	t.Log(out)
+	for _, want := range []string{
+		// team's 3 creates go out with other's 2: 2 create batches of at
+		// most 4, and the lookups before them, 2 batches (alone, team's
+		// would take 1 and 1). Neither UserSync in mode Plan rides along.
+		"3 to create, 0 to update, 0 to delete: 4 vendor calls, shared with the changes of 1 other UserSync (" + ns + "/other), at least 0s",
+		// reviewed is held until approved; then its 2 creates go alone.
+		"2 to create, 0 to update, 0 to delete: 2 vendor calls once approved (this UserSync's changes alone), at least 0s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("want %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, ns+"/waiting") || strings.Contains(out, ns+"/reviewed)") {
+		t.Errorf("a UserSync in mode Plan shares no call before it is approved:\n%s", out)
+	}
+}
+
+// TestPlanMappedNames: the fields an update changes are named as the
+// vendor gets them, through the provider's attributeMapping.
+func TestPlanMappedNames(t *testing.T) {
+	ns := newNamespace(t)
+	spec := usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, CredentialsRef: usersv1.SecretKeyReference{Name: "hubspot", Key: "token"},
+		AttributeMapping: []usersv1.AttributeMapping{{Attribute: "title", To: "hs_job_title"}}}
+	if err := k8s.Create(ctx, &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hubspot"}, Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := declared.Compile(&spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := usersv1.User{Key: "alice", Email: "alice@example.com",
+		Attributes: map[string]usersv1.AttributeValue{"title": usersv1.StringValue("Engineer")}}
+	written, err := m.Map(&alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSync(t, ns, "team", usersv1.UserSyncSpec{ProviderRefs: []usersv1.ProviderRef{{Kind: usersv1.KindUserProvider, Name: "hubspot"}},
+		Users: []usersv1.User{alice}}, usersv1.UserSyncStatus{Results: []usersv1.RecordResult{{Provider: "UserProvider/hubspot",
+		Key: "alice", ExternalID: "1", State: usersv1.StateSynced, Action: "Created", Hash: planner.Hash(written.User)}}})
+	manifest := `apiVersion: users.usersync.io/v1alpha1
+kind: UserSync
+metadata: {name: team}
+spec:
+  providerRefs: [{name: hubspot}]
+  users:
+  - {key: alice, email: alice@example.com, attributes: {title: Lead}}
+`
+	out, errOut, code := plugin(t, "", "plan", "-f", writeFile(t, manifest), "-n", ns)
+	if want := `alice   update   hs_job_title: "Engineer" → "Lead"`; code != 2 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, want %q in:\n%s%s", code, want, out, errOut)
 	}
 }

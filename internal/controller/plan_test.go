@@ -1,6 +1,9 @@
 package controller
 
 import (
+	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -122,5 +125,80 @@ var _ = Describe("Plan mode", func() {
 		}, 10*time.Second).Should(Succeed())
 		Consistently(func() int { return hubspotWrites(em) }, 5*time.Second).Should(BeZero())
 		Expect(em.Users()).To(HaveLen(29))
+	})
+
+	It("counts a plan's own calls: another UserSync's plan that waits for approval does not ride in them", func() {
+		ns := newNamespace(nil)
+		em := hubspotProvider(ns, "hs", hsemu.Options{UniqueProperties: []string{"k8s_key"}}, func(s *usersv1.ProviderSpec) {
+			s.HubSpot = &usersv1.HubSpotOptions{IDProperty: "k8s_key"}
+		})
+		for _, name := range []string{"a", "b"} {
+			Expect(k8s.Create(ctx, &usersv1.UserSync{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: usersv1.UserSyncSpec{ProviderRefs: []usersv1.ProviderRef{ref("hs")}, Mode: usersv1.ModePlan,
+					Users: users(60, name)}})).To(Succeed())
+		}
+		planOf := func(name string) func() []usersv1.ProviderPlan {
+			return func() []usersv1.ProviderPlan { return getSync(ns, name).Status.Plan }
+		}
+		// 60 upserts each: 1 call each (together they would still take 2).
+		for _, name := range []string{"a", "b"} {
+			Eventually(planOf(name), 20*time.Second).Should(ConsistOf(
+				And(HaveField("Creates", int32(60)), HaveField("Calls", int32(1)))))
+		}
+		bPlan := getSync(ns, "b").Status.Plan[0]
+		Consistently(func() int { return hubspotWrites(em) }, 2*time.Second).Should(BeZero())
+
+		updateSync(ns, "a", func(us *usersv1.UserSync) {
+			us.Annotations = map[string]string{usersv1.AnnotationApprovePlan: getSync(ns, "a").Status.Plan[0].Token}
+		})
+		Eventually(readyStatus(ns, "a"), 30*time.Second).Should(Equal("True/Synced"))
+		Expect(em.Inputs(hsemu.EndpointUpsert)).To(Equal([]int{60}), "a's plan took its 1 call, b's changes did not ride")
+		Consistently(planOf("b"), 2*time.Second).Should(Equal([]usersv1.ProviderPlan{bPlan}))
+
+		updateSync(ns, "b", func(us *usersv1.UserSync) {
+			us.Annotations = map[string]string{usersv1.AnnotationApprovePlan: bPlan.Token}
+		})
+		Eventually(readyStatus(ns, "b"), 30*time.Second).Should(Equal("True/Synced"))
+		Expect(em.Inputs(hsemu.EndpointUpsert)).To(Equal([]int{60, 60}))
+		Expect(em.Users()).To(HaveLen(120))
+	})
+
+	It("applies an approved plan to its end: what a vendor failure left unfinished is retried without a new approval", func() {
+		ns := newNamespace(nil)
+		// HubSpot refuses 10 of the users once, for load (a transient
+		// per-record error): the approved loop leaves them Pending, and
+		// what remains of the plan has another token.
+		var refused sync.Map
+		em := hubspotProvider(ns, "hs", hsemu.Options{UniqueProperties: []string{"k8s_key"},
+			Reject: func(props map[string]string) (string, string, bool) {
+				if k := props["k8s_key"]; strings.HasPrefix(k, "r1") && len(k) == 3 {
+					if _, again := refused.LoadOrStore(k, true); !again {
+						return "RATE_LIMITS", "try again later", true
+					}
+				}
+				return "", "", false
+			}}, func(s *usersv1.ProviderSpec) {
+			s.HubSpot = &usersv1.HubSpotOptions{IDProperty: "k8s_key"}
+		})
+		Expect(k8s.Create(ctx, &usersv1.UserSync{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "team"},
+			Spec: usersv1.UserSyncSpec{ProviderRefs: []usersv1.ProviderRef{ref("hs")}, Mode: usersv1.ModePlan,
+				Users: users(150, "r")}})).To(Succeed())
+		Eventually(func() []usersv1.ProviderPlan { return getSync(ns, "team").Status.Plan }, 20*time.Second).Should(
+			ConsistOf(And(HaveField("Creates", int32(150)), HaveField("Calls", int32(2)))))
+		updateSync(ns, "team", func(us *usersv1.UserSync) {
+			us.Annotations = map[string]string{usersv1.AnnotationApprovePlan: getSync(ns, "team").Status.Plan[0].Token}
+		})
+		Eventually(readyStatus(ns, "team"), 60*time.Second).Should(Equal("True/Synced"), func() string {
+			us := getSync(ns, "team")
+			return fmt.Sprintf("plan %v, conditions %v", us.Status.Plan, us.Status.Conditions)
+		})
+		inputs := em.Inputs(hsemu.EndpointUpsert)
+		Expect(inputs).To(HaveLen(3))
+		Expect(inputs[:2]).To(ConsistOf(100, 50))
+		Expect(inputs[2]).To(Equal(10), "the 10 refused were sent again, alone")
+		Expect(em.Users()).To(HaveLen(150))
+		us := getSync(ns, "team")
+		Expect(us.Status.Plan).To(BeEmpty())
+		Expect(condition(us.Status.Conditions, usersv1.ConditionPlanned).Reason).To(Equal(usersv1.ReasonNothingPlanned))
 	})
 })

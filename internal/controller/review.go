@@ -26,6 +26,14 @@ import (
 // spec edit or drift found meanwhile makes the approval stale (nothing is
 // applied; the Planned condition says so and names the new token).
 //
+// An approved plan is applied to its end: what its loop left unfinished
+// (a transient error, a create whose lookup must wait for the vendor's
+// index, a loop timeout) is retried in the next loops without a new
+// approval, because a retry sends again what was sent, with the same
+// content (planner.Item.Retries); the token leaves retries out, so they
+// never make an approval stale. Writes attempted under mode Apply before a
+// switch to Plan are retried the same way.
+//
 // Nothing of a held plan reaches the vendor: held records are no changes,
 // so no write, create intent or lookup is sent for them. Reads (drift
 // detection) go on.
@@ -40,7 +48,8 @@ type review struct {
 }
 
 // computeGated computes the plan, then holds the changes of every UserSync
-// in mode Plan whose plan is not approved, and computes it again.
+// in mode Plan whose plan holds a change that is not a retry and is not
+// approved, and computes it again.
 func (r *ProviderReconciler) computeGated(l *loop, in *planner.Input) planner.Plan {
 	for si := range in.Syncs {
 		if h := in.Syncs[si].Hold; h != nil && h.Planned {
@@ -57,11 +66,11 @@ func (r *ProviderReconciler) computeGated(l *loop, in *planner.Input) planner.Pl
 		approval := v.obj.Annotations[usersv1.AnnotationApprovePlan]
 		rv := &review{Review: planner.ReviewOf(l.key.ref(), v.obj.Generation, plan.Of(si))}
 		rv.approved = planner.ApprovedBy(approval, rv.Token)
-		if !rv.approved && approval != "" {
+		if !rv.approved && approval != "" && rv.NeedsApproval() {
 			rv.stale = approval
 		}
 		l.reviews[si] = rv
-		if rv.Empty() || rv.approved || in.Syncs[si].Hold != nil {
+		if !rv.NeedsApproval() || rv.approved || in.Syncs[si].Hold != nil {
 			continue
 		}
 		in.Syncs[si].Hold = &planner.Hold{Reason: usersv1.ReasonPlanned, Planned: true,
@@ -78,7 +87,7 @@ func (r *ProviderReconciler) computeGated(l *loop, in *planner.Input) planner.Pl
 // when the UserSync is not in mode Plan or nothing is planned.
 func (l *loop) planEntry(si int) *usersv1.ProviderPlan {
 	rv := l.reviews[si]
-	if rv == nil || rv.Empty() || rv.approved {
+	if rv == nil || !rv.NeedsApproval() || rv.approved {
 		return nil
 	}
 	calls := l.plannedCalls(rv.Changes)
@@ -93,6 +102,16 @@ func (l *loop) planEntry(si int) *usersv1.ProviderPlan {
 // plannedCalls is how many vendor calls the changes take: the vendor's own
 // count where its client gives one, else a call per batch of each
 // operation.
+//
+// status.plan counts a plan's changes alone. The loop packs the pending
+// changes of all UserSyncs of a provider into the same calls, but an
+// approval is applied in a later loop than the one that made the plan, and
+// what the other UserSyncs had pending then went out in that loop; another
+// plan waiting for approval does not ride along. So the count is what the
+// apply takes, unless other changes reach the provider in the very loop
+// that applies it (another plan approved at the same moment, an edit
+// arriving with the approval): then they share calls, and the loop takes
+// at most the sum.
 func (l *loop) plannedCalls(chs []providers.Change) int {
 	if cp, ok := l.vendor.(providers.CallPlanner); ok {
 		return cp.PlanCalls(chs)

@@ -15,18 +15,45 @@ import (
 // names exactly this set of changes.
 type Review struct {
 	Creates, Updates, Deletes int
-	Changes                   []providers.Change
-	Token                     string
+	// Retries counts the changes (of Creates, Updates and Deletes) that
+	// send again a write or deletion an earlier loop already sent with the
+	// same content and whose outcome was not a success: the rest of an
+	// approved plan that did not complete in its loop (a transient error, a
+	// create whose lookup must wait, a timeout), or of writes made under
+	// mode Apply. They are no new change to review: the token leaves them
+	// out, and they need no approval.
+	Retries int
+	Changes []providers.Change
+	Token   string
 }
 
 // Empty reports whether nothing would be sent.
 func (r Review) Empty() bool { return r.Creates+r.Updates+r.Deletes == 0 }
 
+// NeedsApproval reports whether something new would be sent: a change that
+// is not a retry.
+func (r Review) NeedsApproval() bool { return r.Creates+r.Updates+r.Deletes > r.Retries }
+
+// Retries reports whether the item sends again what an earlier loop sent
+// with the same content: a write whose record counts attempts (they are
+// reset when the content changes), or a deletion under way.
+func (it *Item) Retries() bool {
+	switch it.Kind {
+	case Write:
+		return it.Record.Attempts > 0
+	case Remove:
+		return it.Record.State == StateDeleting && it.Record.Attempts > 0
+	}
+	return false
+}
+
 // ReviewOf summarises the writes and deletions of items (one sync's items
 // of a plan computed without a hold). The token is a digest of the
 // provider, the UserSync's generation and every (key, operation, content
-// hash): a spec edit, or a vendor that moved on (drift), makes a new one,
-// so an approval applies exactly what was reviewed and only once.
+// hash) that is not a retry: a spec edit, or a vendor that moved on
+// (drift), makes a new one, so an approval applies exactly what was
+// reviewed and only once; what an approved apply left unfinished is
+// retried without a new approval, and never changes the token.
 func ReviewOf(provider string, generation int64, items []Item) Review {
 	var r Review
 	lines := make([]string, 0, len(items))
@@ -44,9 +71,13 @@ func ReviewOf(provider string, generation int64, items []Item) Review {
 			r.Deletes++
 		}
 		r.Changes = append(r.Changes, it.Change)
+		if it.Retries() {
+			r.Retries++
+			continue
+		}
 		lines = append(lines, it.Key+"\x00"+string(it.Change.Op)+"\x00"+it.hash+"\x00"+it.Record.ExternalID)
 	}
-	if r.Empty() {
+	if len(lines) == 0 {
 		return r
 	}
 	slices.Sort(lines)
