@@ -187,7 +187,7 @@ func (r *ProviderReconciler) failedLoop(l *loop) {
 // vendor without its id being known (planner.ApplyOne marks them).
 func uncertainCreates(recs map[string]planner.Record) bool {
 	for _, rec := range recs {
-		if rec.ExternalID == "" && rec.State == planner.StatePending && rec.Action == string(providers.OpCreate) {
+		if rec.State == planner.StatePending && planner.MaySent(rec) {
 			return true
 		}
 	}

@@ -46,20 +46,27 @@ func benchSyncs(n int, m *Mapping) []*usersv1.UserSync {
 // mapping's cost is the difference between its two cases (issue 18's
 // budget: at most 20% more; docs/benchmarks.md has the figures).
 func BenchmarkFullPlan(b *testing.B) {
-	mapping, err := Compile(&usersv1.ProviderSpec{UnmappedAttributes: usersv1.UnmappedDrop, AttributeMapping: []usersv1.AttributeMapping{
-		{Attribute: "title", To: "hs_job_title"},
-		{Expression: "user.attributes.plan == 'pro' ? 'Enterprise' : 'Standard'", To: "tier"},
-		{Expression: "user.firstName + ' ' + user.lastName", To: "display_name"},
-		{Attribute: "team", To: "team_name", CreateOnly: true},
-	}}, nil)
-	if err != nil {
-		b.Fatal(err)
+	compile := func(entries ...usersv1.AttributeMapping) *Mapping {
+		m, err := Compile(&usersv1.ProviderSpec{UnmappedAttributes: usersv1.UnmappedDrop, AttributeMapping: entries}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m
 	}
+	rename := usersv1.AttributeMapping{Attribute: "title", To: "hs_job_title"}
+	tier := usersv1.AttributeMapping{Expression: "user.attributes.plan == 'pro' ? 'Enterprise' : 'Standard'", To: "tier"}
+	createOnly := usersv1.AttributeMapping{Attribute: "team", To: "team_name", CreateOnly: true}
+	display := usersv1.AttributeMapping{Expression: "user.firstName + ' ' + user.lastName", To: "display_name"}
+	// mapping: a rename, an expression over a plan (two values: its
+	// results are remembered) and a createOnly entry; per-user: the same
+	// and an expression whose value differs for every user (evaluated
+	// 100,000 times).
+	mappings := []struct {
+		name string
+		m    *Mapping
+	}{{"none", nil}, {"mapping", compile(rename, tier, createOnly)}, {"per-user", compile(rename, tier, createOnly, display)}}
 	for _, n := range []int{10000, 100000} {
-		for _, c := range []struct {
-			name string
-			m    *Mapping
-		}{{"none", nil}, {"mapping", mapping}} {
+		for _, c := range mappings {
 			syncs := benchSyncs(n, c.m)
 			b.Run(fmt.Sprintf("%s-%d", c.name, n), func(b *testing.B) {
 				b.ReportAllocs()

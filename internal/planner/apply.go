@@ -85,13 +85,23 @@ func ApplyOne(in Input, plan Plan, si int, byID map[string]providers.Result) Out
 }
 
 // markCreates gives action Create to the records whose user may have been
-// created at the vendor without the engine learning its id.
+// created at the vendor without the engine learning its id, and an attempt
+// to those held by a plan awaiting approval, whose Create would otherwise
+// read as only planned (MaySent).
 func markCreates(recs map[string]Record) {
 	for key, rec := range recs {
-		if rec.ExternalID == "" && rec.State == StatePending && rec.Action != string(providers.OpCreate) {
-			rec.Action = string(providers.OpCreate)
-			recs[key] = rec
+		if rec.ExternalID != "" || rec.State != StatePending {
+			continue
 		}
+		switch {
+		case rec.Action != string(providers.OpCreate):
+			rec.Action = string(providers.OpCreate)
+		case rec.Reason == ReasonPlanned && rec.Attempts == 0:
+			rec.Attempts = 1
+		default:
+			continue
+		}
+		recs[key] = rec
 	}
 }
 

@@ -53,7 +53,25 @@ const (
 const (
 	ReasonConflict    = "Conflict"
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonPlanned is the reason the engine gives the hold of a UserSync
+	// in mode Plan (Hold.Planned); its records show the planned action.
+	ReasonPlanned = "Planned"
 )
+
+// MaySent reports whether a create of the record's user may have reached
+// the vendor without the engine learning its id, so that a later plan must
+// look the user up before creating it. Every write whose outcome was
+// stored counts an attempt; a record that says Create without one carries
+// the uncertainty of its UserSync's creates (markCreates) — except a
+// record held by a plan awaiting approval, whose Create is only the
+// planned action: it was never sent. A planned record whose UserSync's
+// creates are uncertain is given an attempt by markCreates, so that it
+// stays one that may have been sent. (A create sent by a loop that stopped
+// before storing anything is covered by the engine's create intent, as
+// for users that have no record yet.)
+func MaySent(rec Record) bool {
+	return rec.ExternalID == "" && rec.Action == string(providers.OpCreate) && !(rec.Reason == ReasonPlanned && rec.Attempts == 0)
+}
 
 // Record is what a UserSync's status says about one user at this provider.
 type Record struct {
@@ -529,7 +547,7 @@ func planUser(in Input, si int, d Desired, owners map[string]owner, moved map[st
 		// Any earlier attempt that the vendor did not reject may have reached
 		// it: the client must not create blindly.
 		Retry: rec.ExternalID == "" && (s.CreatesUncertain || known && rec.State != StateFailed &&
-			(rec.Attempts > 0 || rec.Action == string(providers.OpCreate))),
+			(rec.Attempts > 0 || MaySent(rec))),
 	}
 	if it.Change.Retry {
 		it.Change.RetrySince = retrySince(s, rec)

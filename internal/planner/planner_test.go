@@ -509,3 +509,52 @@ func TestApplyKeepsTheNoteOfASuccess(t *testing.T) {
 		t.Errorf("b: %+v", recs["b"])
 	}
 }
+
+// A Create that a plan awaiting approval only shows was never sent; one
+// carried from uncertain creates, or tried, may have been.
+func TestMaySent(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rec  Record
+		want bool
+	}{
+		"planned create, never sent":         {Record{State: StatePending, Action: "Create", Reason: ReasonPlanned}, false},
+		"planned create marked uncertain":    {Record{State: StatePending, Action: "Create", Reason: ReasonPlanned, Attempts: 1}, true},
+		"create carried from an intent":      {Record{State: StatePending, Action: "Create", Reason: "ProviderNotReady"}, true},
+		"create whose answer was lost":       {Record{State: StatePending, Action: "Create", Reason: "NoResult", Attempts: 2}, true},
+		"held update":                        {Record{State: StatePending, Action: "Update", ExternalID: "7", Reason: ReasonPlanned}, false},
+		"created":                            {Record{State: StateSynced, Action: "Created", ExternalID: "7"}, false},
+		"held without an action (no intent)": {Record{State: StatePending, Reason: "ProviderNotReady"}, false},
+	} {
+		if got := MaySent(tc.rec); got != tc.want {
+			t.Errorf("%s: MaySent = %t, want %t", name, got, tc.want)
+		}
+	}
+}
+
+// A plan awaiting approval sends no lookups for its creates; once its
+// UserSync's creates are uncertain (an intent), its planned creates are
+// marked, and a later plan looks them up.
+func TestPlannedCreatesAreNotRetries(t *testing.T) {
+	a := desired("a", "a@x.io")
+	planned := &Hold{Reason: ReasonPlanned, Message: "awaiting approval", Planned: true}
+	in := Input{Now: t0, Syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Hold: planned}}}
+	rec := Apply(in, Compute(in), nil)[0].Records["a"]
+	if rec.Action != "Create" || rec.Reason != ReasonPlanned || MaySent(rec) {
+		t.Fatalf("a planned create: %+v (MaySent %t)", rec, MaySent(rec))
+	}
+	// Approved later: the create is sent as a first create, not a retry.
+	in = Input{Now: t0, Syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Records: map[string]Record{"a": rec}}}}
+	if chs := Compute(in).Changes; len(chs) != 1 || chs[0].Retry {
+		t.Fatalf("the approved create: %+v", chs)
+	}
+	// The same planned record in a UserSync whose creates are uncertain.
+	in = Input{Now: t0, Syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Hold: planned, CreatesUncertain: true}}}
+	rec = Apply(in, Compute(in), nil)[0].Records["a"]
+	if !MaySent(rec) {
+		t.Fatalf("a planned create of a UserSync with uncertain creates: %+v", rec)
+	}
+	in = Input{Now: t0, Syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Records: map[string]Record{"a": rec}}}}
+	if chs := Compute(in).Changes; len(chs) != 1 || !chs[0].Retry {
+		t.Fatalf("its create once approved must look the user up: %+v", chs)
+	}
+}
