@@ -70,7 +70,7 @@ const (
 // before storing anything is covered by the engine's create intent, as
 // for users that have no record yet.)
 func MaySent(rec Record) bool {
-	return rec.ExternalID == "" && rec.Action == string(providers.OpCreate) && !(rec.Reason == ReasonPlanned && rec.Attempts == 0)
+	return rec.ExternalID == "" && rec.Action == string(providers.OpCreate) && (rec.Reason != ReasonPlanned || rec.Attempts > 0)
 }
 
 // Record is what a UserSync's status says about one user at this provider.
