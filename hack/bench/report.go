@@ -263,12 +263,12 @@ func renderVerify(w func(string, ...any), sr *scenarioRun) {
 		}
 	}
 	w("\nOther vendor calls: the credentials check of the client rebuilt for the new spec (one `GET` of a user); a pass on the clock makes none. Reads spanned: from the first `batch/read` the emulator received to the last; "+
-		"bound: the least time the limit allows the pass's rate-limited calls, (⌈calls / %d⌉ − 1) × %s. A pass reads only while nothing is to be written, so it may use the whole limit; "+
+		"bound: the least time the limit allows the pass's rate-limited calls, (⌈calls / %d⌉ − 1) × %s. A pass in a loop with nothing to write may use the whole limit (beside writes, maxReadShare of it); "+
 		"the most calls the emulator admitted in one rolling window of %s shows it kept within it.\n\n", sr.rateLimit, sr.rateWindow, sr.rateWindow)
 	if !hasWrites(sr) {
 		return
 	}
-	w("Writes that arrive mid-pass: in the passes after the pass on the clock (the next one %s after it; a pass that stops for a write is taken up again, from the start, a second after the write). Once the pass under way has made the reads of the third column, "+
+	w("Writes that arrive mid-pass: in the passes after the pass on the clock (the next one %s after it; a pass that stops for a write goes on from where it stopped, beside the write within maxReadShare and in the loops after it). Once the pass under way has made the reads of the third column, "+
 		"one user's `%s` attribute is changed in one UserSync (a JSON patch). Accepted: from sending the patch to the API server's answer; on a watch: to the event on the benchmark's own "+
 		"metadata watch of that UserSync (the API server's and the watch's latency, which the operator's watch shares). Reads are counted, and the first `batch/update` timed, from the acceptance.\n\n",
 		verifyInterval, midPassAttribute)

@@ -34,8 +34,9 @@ import (
 //     interval starts 30 s after the first one ended, as every pass after
 //     the first: the same client, nothing changed.
 //  3. Writes that arrive mid-pass, in the passes that follow (a pass that
-//     stops for a write is taken up again a second after the write). Once
-//     the pass under way has made a given number of reads, one user's
+//     stops for a write goes on from where it stopped: beside the write,
+//     within maxReadShare, and in the loops after it). Once the pass under
+//     way has made a given number of reads since the last write, one user's
 //     attribute is changed in one UserSync; measured: the batch/read calls
 //     the emulator received from the moment the API server accepted the
 //     change to the first batch/update, and that delay (with the
@@ -345,8 +346,8 @@ func midPassTargets(p point, n int, em *hsemu.Emulator) []midPassTarget {
 }
 
 // midPassWrites sends the writes, each once the pass under way has made its
-// trigger's reads: the next pass on the clock, then the one taken up again
-// after each write.
+// trigger's reads since the last write: the next pass on the clock, which
+// goes on from where it stopped after each write.
 func (b *bench) midPassWrites(ctx context.Context, op *operator, em *hsemu.Emulator, ns string) ([]midPassWrite, vendorCalls, error) {
 	wc := b.cp.client
 	targets := midPassTargets(b.point, b.cfg.verifyWrites, em)
@@ -382,7 +383,7 @@ func (b *bench) midPassWrites(ctx context.Context, op *operator, em *hsemu.Emula
 			k+1, tg.key, tg.sync, w.readsBefore, w.accepted.Round(time.Millisecond), seen, w.readsBetween,
 			w.delay.Round(time.Millisecond), w.updateInputs, w.ready.Round(time.Millisecond))
 		out = append(out, w)
-		passFrom = upd.Add(time.Nanosecond) // the next pass starts after the write
+		passFrom = upd.Add(time.Nanosecond) // the pass goes on after the write
 	}
 	return out, countCalls(em), nil
 }

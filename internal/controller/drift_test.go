@@ -159,6 +159,101 @@ var _ = Describe("Drift detection", func() {
 		Expect(readsAfter).To(BeNumerically("<=", 2), "the pass went on reading before the write")
 	})
 
+	// Writes pending all along: the provider allows 10 calls per rolling
+	// 2 s and writes 10 users a call; UserSync a (200 users, read first by
+	// name) is rewritten in 20 update calls while b (100 users) is read
+	// back in 10 calls.
+	DescribeTable("reads beside pending writes within maxReadShare of the rate limit",
+		func(share int32, allowance int) {
+			const limit, window = 10, 2 * time.Second
+			em := hubspotProvider(ns, "hs", hsemu.Options{RateLimit: limit, RateWindow: window}, func(s *usersv1.ProviderSpec) {
+				s.RateLimit = &usersv1.RateLimit{Requests: limit, Period: metav1.Duration{Duration: window}}
+				s.BatchSize = ptr[int32](10)
+				s.HubSpot = &usersv1.HubSpotOptions{Adoption: usersv1.HubSpotAdoptNever}
+				s.DriftDetection = &usersv1.DriftDetection{Interval: &metav1.Duration{}, MaxReadShare: ptr(share)}
+			})
+			newSync(ns, "a", users(200, "a"), ref("hs"))
+			newSync(ns, "b", users(100, "b"), ref("hs"))
+			Eventually(readyStatus(ns, "a"), 60*time.Second).Should(Equal("True/Synced"))
+			Eventually(readyStatus(ns, "b"), 60*time.Second).Should(Equal("True/Synced"))
+			em.ResetCounters()
+			// b's first user, edited behind the operator's back, is read
+			// beside the writes (or after them, under 1%) and corrected.
+			edited := resultOf(getSync(ns, "b"), "UserProvider/hs", "b0").ExternalID
+			Expect(em.Edit(edited, map[string]string{"team": "sales"})).To(BeTrue())
+			// Never verified: a pass starts at once, with nothing to write.
+			Eventually(func() error {
+				p := &usersv1.UserProvider{}
+				if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hs"}, p); err != nil {
+					return err
+				}
+				p.Spec.DriftDetection.Interval = &metav1.Duration{Duration: time.Hour}
+				return k8s.Update(ctx, p)
+			}, 10*time.Second).Should(Succeed())
+			Eventually(func() int { return em.Calls(hsemu.EndpointRead) }, 20*time.Second, 10*time.Millisecond).Should(BeNumerically(">=", 3))
+			updateSync(ns, "a", func(us *usersv1.UserSync) {
+				for i := range us.Spec.Users {
+					us.Spec.Users[i].Attributes["team"] = usersv1.StringValue("moved")
+				}
+			})
+			Eventually(func() int { return em.Calls(hsemu.EndpointUpdate) }, 60*time.Second, 100*time.Millisecond).Should(BeNumerically(">=", 20))
+			Eventually(func() *metav1.Time { return providerStatus(ns).LastVerifiedTime }, 60*time.Second).ShouldNot(BeNil(),
+				"the pass goes on and ends")
+			// The span of a's 20 updates (the correction of b0 comes after).
+			var reads []time.Time
+			var first, last time.Time
+			updates := 0
+			for _, c := range em.Log() {
+				switch {
+				case c.Endpoint == hsemu.EndpointRead:
+					reads = append(reads, c.At)
+				case c.Endpoint == hsemu.EndpointUpdate && updates < 20:
+					updates++
+					if first.IsZero() {
+						first = c.At
+					}
+					last = c.At
+				}
+			}
+			beside := 0
+			for _, t := range reads {
+				if t.Before(first) || t.After(last) {
+					continue
+				}
+				beside++
+				inWindow := 0
+				for _, o := range reads {
+					if !o.Before(t.Add(-window)) && !o.After(t) {
+						inWindow++
+					}
+				}
+				Expect(inWindow).To(BeNumerically("<=", allowance),
+					"a read beside the writes had %d reads in its window of %s (maxReadShare %d%% of %d calls)", inWindow, window, share, limit)
+			}
+			GinkgoWriter.Printf("maxReadShare %d%%: %d reads of %d beside 20 writes over %s\n", share, beside, len(reads), last.Sub(first))
+			if allowance == 0 {
+				Expect(beside).To(BeZero(), "reads while writes were pending")
+			} else {
+				Expect(beside).To(BeNumerically(">", 0), "no read progress while writes were pending")
+			}
+			Expect(em.Throttled()).To(BeZero())
+			Eventually(func() string {
+				r := resultOf(getSync(ns, "b"), "UserProvider/hs", "b0")
+				if r == nil {
+					return ""
+				}
+				return r.Action
+			}, 30*time.Second).Should(Equal(usersv1.ActionCorrected))
+			u, _ := em.UserByID(edited)
+			Expect(u.Properties["team"]).To(Equal("core"))
+			// The pass went on from where each loop stopped it: no user
+			// was read twice (30 calls read every user once).
+			Expect(len(reads)).To(BeNumerically("<=", 30), "the pass began again instead of going on")
+		},
+		Entry("20%: 2 reads in any window of 10 calls", int32(20), 2),
+		Entry("1%: less than one call of 10, so none", int32(1), 0),
+	)
+
 	It("reads nothing for a UserSync under Ignore", func() {
 		em, ids := converge(20, usersv1.DriftIgnore)
 		em.ResetCounters()

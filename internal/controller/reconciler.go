@@ -181,6 +181,9 @@ type loop struct {
 	verifiedAt     time.Time
 	verifiedBefore time.Time
 	verifyFailed   bool
+	// correctSoon: a pass beside the writes found users to correct; the
+	// next loop writes them.
+	correctSoon bool
 	// orphans, when not nil, is what the pass counted (status.orphans).
 	orphans *int32
 	// reviews are the plans of the UserSyncs in mode Plan, by index in
@@ -313,7 +316,11 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 	if err := r.recordCreates(ctx, l, plan); err != nil {
 		return in, plan, nil, err
 	}
+	// A pass that is due while there are writes reads beside them, within
+	// maxReadShare (drift.go).
+	shared := r.startSharedPass(ctx, l, &in, plan)
 	results, err := r.send(ctx, l, in, plan)
+	drifted := shared.finish(r, l, &in)
 	if err != nil {
 		// The vendor refused the credentials: nothing was learned, hold
 		// everything with the reason.
@@ -328,9 +335,11 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 			return in, plan, nil, err
 		}
 		in, plan = r.plan(l)
-		results = nil
+		results, drifted = nil, nil
 	}
-	return in, plan, planner.ApplyByID(in, plan, results), nil
+	outcomes := planner.ApplyByID(in, plan, results)
+	patchOutcomes(outcomes, drifted)
+	return in, plan, outcomes, nil
 }
 
 // gather lists the UserSyncs this provider serves and decides, for each,
