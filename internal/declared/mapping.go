@@ -53,6 +53,8 @@ type entry struct {
 	// memo, when the expression reads only some of the user's fields and
 	// attributes by name, remembers its results by their values.
 	memo *memo
+	// concat, when the expression only joins strings, computes it in Go.
+	concat concat
 }
 
 // name says which entry this is, for messages: "attributeMapping[2] (to
@@ -111,11 +113,11 @@ func Compile(spec *usersv1.ProviderSpec, targets providers.AttributeTargets) (*M
 					return nil, fmt.Errorf("building the expression environment: %w", err)
 				}
 			}
-			prg, k, deps, err := compileExpression(env, am.Expression)
+			prg, k, deps, cc, err := compileExpression(env, am.Expression)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", e.name(), err)
 			}
-			e.program, kind = prg, k
+			e.program, kind, e.concat = prg, k, cc
 			if deps != nil {
 				e.memo = newMemo(deps)
 			}
@@ -149,27 +151,27 @@ func newEnv() (*cel.Env, error) {
 // cannot be a scalar and an estimated cost over CostLimit, and returns its
 // program with the kind of value it returns and, when it reads the user
 // only by named fields and attributes, those (see memo).
-func compileExpression(env *cel.Env, expr string) (cel.Program, providers.ValueKind, []dep, error) {
+func compileExpression(env *cel.Env, expr string) (cel.Program, providers.ValueKind, []dep, concat, error) {
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
-		return nil, "", nil, fmt.Errorf("expression does not compile: %s", strings.TrimSpace(iss.Err().Error()))
+		return nil, "", nil, nil, fmt.Errorf("expression does not compile: %s", strings.TrimSpace(iss.Err().Error()))
 	}
 	kind, err := kindOf(ast.OutputType())
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", nil, nil, err
 	}
 	est, err := env.EstimateCost(ast, sizes{})
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("estimating the expression's cost: %w", err)
+		return nil, "", nil, nil, fmt.Errorf("estimating the expression's cost: %w", err)
 	}
 	if est.Max > CostLimit {
-		return nil, "", nil, fmt.Errorf("expression may cost %d per user, over the limit of %d: simplify it (fewer comprehensions or string operations)", est.Max, CostLimit)
+		return nil, "", nil, nil, fmt.Errorf("expression may cost %d per user, over the limit of %d: simplify it (fewer comprehensions or string operations)", est.Max, CostLimit)
 	}
 	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("expression cannot run: %w", err)
+		return nil, "", nil, nil, fmt.Errorf("expression cannot run: %w", err)
 	}
-	return prg, kind, depsOf(ast.NativeRep()), nil
+	return prg, kind, depsOf(ast.NativeRep()), concatOf(ast.NativeRep()), nil
 }
 
 // kindOf is the kind of value an expression's static type says it returns.
@@ -295,6 +297,12 @@ func (e *entry) value(u *usersv1.User, attrs map[string]any, act **activation) (
 	if e.program == nil {
 		v, ok := attrs[e.attribute]
 		return v, ok, nil
+	}
+	if e.concat != nil {
+		if s, ok := e.concat.value(u, attrs); ok {
+			return s, true, nil
+		}
+		return e.eval(u, attrs, act)
 	}
 	if e.memo == nil {
 		return e.eval(u, attrs, act)

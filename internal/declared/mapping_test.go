@@ -283,3 +283,37 @@ func BenchmarkMap(b *testing.B) {
 		}
 	}
 }
+
+// The Go computation of a concatenation gives CEL's own value, and leaves
+// to CEL what it cannot do (a number, a missing attribute).
+func TestConcatIsCELs(t *testing.T) {
+	users := []usersv1.User{ada, {Key: "k", Attributes: attrs("domain", "example.com", "n", 2.0)}, {Key: "ü", FirstName: "Zoë"}}
+	for _, expr := range []string{
+		"user.firstName + ' ' + user.lastName",
+		"user.key + '@' + user.attributes.domain",
+		"'x' + user.attributes.n",
+		"user.attributes.missing + 'x'",
+		"user.email + user.key + user.firstName",
+	} {
+		spec := &usersv1.ProviderSpec{UnmappedAttributes: usersv1.UnmappedDrop, AttributeMapping: []usersv1.AttributeMapping{{Expression: expr, To: "x"}}}
+		fast, err := Compile(spec, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast.entries[0].concat == nil {
+			t.Fatalf("%s: not computed in Go", expr)
+		}
+		slow, _ := Compile(spec, nil)
+		slow.entries[0].concat, slow.entries[0].memo = nil, nil
+		for _, u := range users {
+			a, errA := fast.Map(&u, nil)
+			b, errB := slow.Map(&u, nil)
+			if fmt.Sprint(errA) != fmt.Sprint(errB) || !reflect.DeepEqual(a, b) {
+				t.Errorf("%s for %s: Go %v %v, CEL %v %v", expr, u.Key, a.User.Attributes, errA, b.User.Attributes, errB)
+			}
+		}
+	}
+	if m, _ := Compile(&usersv1.ProviderSpec{AttributeMapping: []usersv1.AttributeMapping{{Expression: "user.firstName.upperAscii() + 'x'", To: "x"}}}, nil); m.entries[0].concat != nil {
+		t.Error("a function call is not a concatenation")
+	}
+}
