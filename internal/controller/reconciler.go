@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,15 +98,29 @@ type desiredEntry struct {
 	users      []planner.Desired
 }
 
-// users returns the cached users of us, or computes them.
+// users returns the cached users of us, or computes them. The hashes
+// depend on the UserSync's generation and the provider's mapping (by its
+// Key), the identities also on the vendor client: a client rebuilt for
+// another field of the provider (its rate limit, its drift detection)
+// costs the identities again, not the mapping and hashing of every user.
 func (c *desiredCache) users(provider string, us *usersv1.UserSync, vendor providers.Client, m *declared.Mapping) []planner.Desired {
 	c.mu.Lock()
 	e, ok := c.byProvider[provider][us.UID]
 	c.mu.Unlock()
-	if ok && e.generation == us.Generation && e.vendor == vendor && e.mapping == m {
+	switch {
+	case !ok || e.generation != us.Generation || e.mapping.Key() != m.Key() || len(e.users) != len(us.Spec.Users):
+		return desiredUsers(us, vendor, m)
+	case e.vendor == vendor:
 		return e.users
 	}
-	return desiredUsers(us, vendor, m)
+	out := slices.Clone(e.users)
+	for i := range out {
+		out[i].Identity = ""
+		if vendor != nil {
+			out[i].Identity = vendor.Identity(out[i].User)
+		}
+	}
+	return out
 }
 
 // hashes returns the current hash of each user of us for a provider, by

@@ -1,6 +1,7 @@
 package declared
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -33,6 +34,9 @@ const CostLimit = 10_000
 // UserSync declares are written to the vendor. The nil *Mapping writes them
 // as declared (no entries, unmappedAttributes Send).
 type Mapping struct {
+	// key names the mapping's spec: two compilations of one spec (a client
+	// rebuilt for another field of the provider) have the same key.
+	key     string
 	entries []entry
 	// drop: unmappedAttributes is Drop.
 	drop bool
@@ -82,7 +86,11 @@ func Compile(spec *usersv1.ProviderSpec, targets providers.AttributeTargets) (*M
 	if len(spec.AttributeMapping) == 0 && spec.UnmappedAttributes != usersv1.UnmappedDrop {
 		return nil, nil
 	}
-	m := &Mapping{drop: spec.UnmappedAttributes == usersv1.UnmappedDrop, named: map[string]bool{}, ignored: map[string]bool{}}
+	key, err := json.Marshal([]any{spec.AttributeMapping, spec.UnmappedAttributes})
+	if err != nil {
+		return nil, fmt.Errorf("attributeMapping: %w", err)
+	}
+	m := &Mapping{key: string(key), drop: spec.UnmappedAttributes == usersv1.UnmappedDrop, named: map[string]bool{}, ignored: map[string]bool{}}
 	var env *cel.Env
 	writers := map[string]int{}
 	for i := range spec.AttributeMapping {
@@ -135,6 +143,16 @@ func Compile(spec *usersv1.ProviderSpec, targets providers.AttributeTargets) (*M
 		}
 	}
 	return m, nil
+}
+
+// Key names what the mapping writes: equal for two compilations of one
+// attributeMapping and unmappedAttributes, "" for the nil Mapping. Hashes
+// computed with one mapping hold for another of the same key.
+func (m *Mapping) Key() string {
+	if m == nil {
+		return ""
+	}
+	return m.key
 }
 
 // newEnv is the expressions' environment: one variable, user, and CEL's

@@ -189,7 +189,10 @@ type Client interface {
 	// sourceId; user.com: the custom_id). Two records of one provider with
 	// the same identity would write the same vendor user; the engine lets
 	// the older UserSync keep it and fails the other with reason Conflict.
-	// An empty identity never conflicts. Pure: no I/O.
+	// An empty identity never conflicts. Pure: no I/O. It reads the user's
+	// key, email and names only, never its attributes (the engine keeps
+	// users without them, and computes identities again from those when
+	// only the client changed).
 	Identity(u User) string
 }
 
