@@ -144,22 +144,11 @@ func orNone(s string) string {
 // counts them (internal/controller plannedCalls): the vendor client's own
 // count, else a call per batch of each operation.
 func callsOf(p *provider, chs []providers.Change) int {
-	if cp, ok := p.vendor.(providers.CallPlanner); ok {
-		return cp.PlanCalls(chs)
-	}
-	batch := 100
-	if p.spec.BatchSize != nil && *p.spec.BatchSize > 0 {
+	batch := 0
+	if p.spec.BatchSize != nil {
 		batch = int(*p.spec.BatchSize)
 	}
-	per := map[providers.Op]int{}
-	for _, ch := range chs {
-		per[ch.Op]++
-	}
-	n := 0
-	for _, k := range per {
-		n += (k + batch - 1) / batch
-	}
-	return n
+	return planner.Calls(p.vendor, batch, chs)
 }
 
 // forecastLine is the calls of res and the least time they take.

@@ -113,22 +113,11 @@ func (l *loop) planEntry(si int) *usersv1.ProviderPlan {
 // arriving with the approval): then they share calls, and the loop takes
 // at most the sum.
 func (l *loop) plannedCalls(chs []providers.Change) int {
-	if cp, ok := l.vendor.(providers.CallPlanner); ok {
-		return cp.PlanCalls(chs)
-	}
-	batch := 100
-	if l.provider != nil && l.provider.spec.BatchSize != nil && *l.provider.spec.BatchSize > 0 {
+	batch := 0
+	if l.provider != nil && l.provider.spec.BatchSize != nil {
 		batch = int(*l.provider.spec.BatchSize)
 	}
-	per := map[providers.Op]int{}
-	for _, ch := range chs {
-		per[ch.Op]++
-	}
-	n := 0
-	for _, k := range per {
-		n += (k + batch - 1) / batch
-	}
-	return n
+	return planner.Calls(l.vendor, batch, chs)
 }
 
 // callsDuration is the least time calls take under the provider's rate

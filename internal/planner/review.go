@@ -100,3 +100,25 @@ func ApprovedBy(annotation, token string) bool {
 	}
 	return false
 }
+
+// Calls is how many vendor calls changes take: the vendor client's own
+// count (providers.CallPlanner, which knows its packing and lookups), else
+// a call per batch of each operation. batch <= 0 means the vendors'
+// default of 100.
+func Calls(vendor providers.Client, batch int, chs []providers.Change) int {
+	if cp, ok := vendor.(providers.CallPlanner); ok {
+		return cp.PlanCalls(chs)
+	}
+	if batch <= 0 {
+		batch = 100
+	}
+	per := map[providers.Op]int{}
+	for _, ch := range chs {
+		per[ch.Op]++
+	}
+	n := 0
+	for _, k := range per {
+		n += (k + batch - 1) / batch
+	}
+	return n
+}

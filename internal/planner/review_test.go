@@ -104,3 +104,28 @@ func TestApprovedBy(t *testing.T) {
 		}
 	}
 }
+
+func TestCalls(t *testing.T) {
+	chs := func(op providers.Op, n int) []providers.Change {
+		out := make([]providers.Change, n)
+		for i := range out {
+			out[i].Op = op
+		}
+		return out
+	}
+	mixed := append(chs(providers.OpCreate, 250), chs(providers.OpUpdate, 10)...)
+	for name, tc := range map[string]struct {
+		batch int
+		chs   []providers.Change
+		want  int
+	}{
+		"nothing":                    {100, nil, 0},
+		"a call per batch and op":    {100, mixed, 4},
+		"the vendors' default batch": {0, mixed, 4},
+		"a smaller batch":            {50, mixed, 6},
+	} {
+		if got := Calls(nil, tc.batch, tc.chs); got != tc.want {
+			t.Errorf("%s: %d calls, want %d", name, got, tc.want)
+		}
+	}
+}
