@@ -618,9 +618,9 @@ func (pl *planner2) planProvider(ctx context.Context, w io.Writer, us, live *use
 		res.Calls = callsOf(p, rv.Changes)
 	} else {
 		sent := planner.Compute(gated)
-		res.Calls = callsOf(p, sent.Changes)
+		res.Calls = callsOf(p, sent.Changes())
 		sharing := map[int]bool{}
-		for pos := range sent.Changes {
+		for pos := range sent.NumChanges() {
 			if si := sent.ChangeItem(pos).Sync; si != 0 && !sharing[si] {
 				sharing[si] = true
 				res.SharedWith = append(res.SharedWith, in.Syncs[si].Name)

@@ -407,7 +407,7 @@ func (l *loop) readShare() int {
 // returns nil: none is due, the provider cannot be written to, or its
 // maxReadShare leaves reads nothing.
 func (r *ProviderReconciler) startSharedPass(ctx context.Context, l *loop, in *planner.Input, plan planner.Plan) *sharedPass {
-	if !l.verifyDue || l.notReady != nil || l.tr == nil || len(plan.Changes) == 0 || l.readShare() <= 0 {
+	if !l.verifyDue || l.notReady != nil || l.tr == nil || plan.NumChanges() == 0 || l.readShare() <= 0 {
 		return nil
 	}
 	p := r.newPass(ctx, l, in)

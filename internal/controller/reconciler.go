@@ -278,7 +278,7 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if next := l.verifyNext(); !next.IsZero() && (wake.IsZero() || next.Before(wake)) {
 		wake = next
 	}
-	r.idle.done(l, inputs, l.settled(len(plan.Changes)), wake)
+	r.idle.done(l, inputs, l.settled(plan.NumChanges()), wake)
 	return r.requeue(l, wake), nil
 }
 
@@ -315,7 +315,7 @@ func (r *ProviderReconciler) load(ctx context.Context, l *loop) (done bool, err 
 // folds the vendor's results into each UserSync's records.
 func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input, planner.Plan, []planner.Outcome, error) {
 	in, plan := r.plan(l)
-	if l.verifyDue && len(plan.Changes) == 0 && l.notReady == nil {
+	if l.verifyDue && plan.NumChanges() == 0 && l.notReady == nil {
 		// Nothing to write: read the users back (drift.go).
 		t, complete := r.verifyPass(ctx, l, &in)
 		if complete {
@@ -466,7 +466,7 @@ func (r *ProviderReconciler) plan(l *loop) (planner.Input, planner.Plan) {
 	return in, r.computeGated(l, &in)
 }
 
-// applyWithAttributes sends plan.Changes[start:end] in one Apply. The
+// applyWithAttributes sends the plan's changes [start, end) in one Apply. The
 // changes are copied with the attributes of their users, from the spec the
 // plan was made from, mapped by the provider's attributeMapping (with the
 // createOnly values for creates): the copy lives for this call only, so at 100,000 new
@@ -474,7 +474,7 @@ func (r *ProviderReconciler) plan(l *loop) (planner.Input, planner.Plan) {
 func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, start, end int) ([]providers.Result, error) {
 	changes := make([]providers.Change, end-start)
 	for i := range changes {
-		ch := plan.Changes[start+i]
+		ch := plan.Change(start + i)
 		if ch.Op != providers.OpDelete {
 			it := plan.ChangeItem(start + i)
 			ch.User.Attributes = declared.Written(l.syncs[it.Sync].obj, it.Index, l.mapping, ch.Op).Attributes
@@ -494,7 +494,7 @@ func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, start,
 // It returns the results by Change.ID: at 100,000 changes, one index instead
 // of a list and its index.
 func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) (map[string]providers.Result, error) {
-	if len(plan.Changes) == 0 || l.vendor == nil {
+	if plan.NumChanges() == 0 || l.vendor == nil {
 		return nil, nil
 	}
 	vctx := ctx
@@ -504,21 +504,21 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 		defer cancel()
 	}
 	vctx = providers.WithObserver(vctx, metricLabels{provider: l.key.index(), vendor: string(l.provider.spec.Type)})
-	size := len(plan.Changes)
+	size := plan.NumChanges()
 	if c, ok := l.vendor.(providers.Chunked); ok && c.ChunkSize() > 0 {
 		size = c.ChunkSize()
 	}
-	if size >= len(plan.Changes) {
-		res, err := applyWithAttributes(vctx, l, plan, 0, len(plan.Changes))
+	if size >= plan.NumChanges() {
+		res, err := applyWithAttributes(vctx, l, plan, 0, plan.NumChanges())
 		return planner.IndexResults(res), err
 	}
 
-	// last[si] is the position in plan.Changes of sync si's last change.
+	// last[si] is the position among the plan's changes of sync si's last change.
 	last := make([]int, len(l.syncs))
 	for i := range last {
 		last[i] = -1
 	}
-	for pos := range plan.Changes {
+	for pos := range plan.NumChanges() {
 		last[plan.ChangeItem(pos).Sync] = pos
 	}
 	early := r.newEarlyWriter(ctx, l, in, plan)
@@ -527,9 +527,9 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 			logf.FromContext(ctx).V(1).Info("storing results early failed; they are stored with the rest", "error", err.Error())
 		}
 	}()
-	byID := make(map[string]providers.Result, len(plan.Changes))
-	for start := 0; start < len(plan.Changes); start += size {
-		end := min(start+size, len(plan.Changes))
+	byID := make(map[string]providers.Result, plan.NumChanges())
+	for start := 0; start < plan.NumChanges(); start += size {
+		end := min(start+size, plan.NumChanges())
 		res, err := applyWithAttributes(vctx, l, plan, start, end)
 		if err != nil {
 			return nil, err

@@ -79,8 +79,8 @@ func BenchmarkFullPlan(b *testing.B) {
 					for i, us := range syncs {
 						in.Syncs[i] = planner.Sync{Name: us.Name, Records: RecordsOf(us, "UserProvider/hs"), Users: Users(us, c.m, nil, false)}
 					}
-					if p := planner.Compute(in); len(p.Changes) != 0 {
-						b.Fatalf("%d changes, want none", len(p.Changes))
+					if p := planner.Compute(in); len(p.Changes()) != 0 {
+						b.Fatalf("%d changes, want none", len(p.Changes()))
 					}
 				}
 			})

@@ -22,7 +22,7 @@ type Outcome struct {
 }
 
 // Apply folds the vendor's results into the records. results holds the
-// Results of plan.Changes (any order); a Change without a Result is treated
+// Results of plan.Changes() (any order); a Change without a Result is treated
 // as a transient failure whose outcome is unknown. The returned slice is
 // indexed like Input.Syncs.
 func Apply(in Input, plan Plan, results []providers.Result) []Outcome {

@@ -304,11 +304,11 @@ func fzCheckPlan(t *testing.T, in Input, plan Plan) {
 
 	// Changes are exactly the Write and Remove items, and their IDs index
 	// them.
-	if len(plan.Changes) != writes {
-		t.Fatalf("%d changes for %d Write/Remove items", len(plan.Changes), writes)
+	if len(plan.Changes()) != writes {
+		t.Fatalf("%d changes for %d Write/Remove items", len(plan.Changes()), writes)
 	}
 	ids := map[string]bool{}
-	for _, ch := range plan.Changes {
+	for _, ch := range plan.Changes() {
 		if ids[ch.ID] {
 			t.Fatalf("change ID %q is used twice", ch.ID)
 		}
@@ -419,8 +419,8 @@ func fzCheckApply(t *testing.T, in Input, plan Plan) {
 	})
 
 	// Every write succeeds.
-	ok := make([]providers.Result, len(plan.Changes))
-	for i, ch := range plan.Changes {
+	ok := make([]providers.Result, len(plan.Changes()))
+	for i, ch := range plan.Changes() {
 		ok[i] = providers.Result{ID: ch.ID, ExternalID: "9" + ch.ID, Action: providers.ActionCreated}
 		if ch.Op == providers.OpDelete {
 			ok[i] = providers.Result{ID: ch.ID, Action: providers.ActionDeleted}
@@ -450,8 +450,8 @@ func fzCheckApply(t *testing.T, in Input, plan Plan) {
 	})
 
 	// Every write fails, permanently for odd IDs.
-	bad := make([]providers.Result, len(plan.Changes))
-	for i, ch := range plan.Changes {
+	bad := make([]providers.Result, len(plan.Changes()))
+	for i, ch := range plan.Changes() {
 		n, _ := strconv.Atoi(ch.ID)
 		bad[i] = providers.Result{ID: ch.ID, Err: &providers.RecordError{Permanent: n%2 == 1, Code: "VALIDATION_ERROR",
 			Message: strings.Repeat("é", 200)}}

@@ -158,8 +158,8 @@ func TestApply(t *testing.T) {
 		Records: map[string]Record{"d": synced(d, "4")},
 	}}}
 	p := Compute(in)
-	if len(p.Changes) != 4 {
-		t.Fatalf("want 4 changes, got %d", len(p.Changes))
+	if len(p.Changes()) != 4 {
+		t.Fatalf("want 4 changes, got %d", len(p.Changes()))
 	}
 	id := map[string]string{}
 	for _, it := range p.Items {
@@ -183,8 +183,8 @@ func TestApply(t *testing.T) {
 	// The uncertain create is retried with Retry set once its backoff passed.
 	in2 := Input{Now: t0.Add(2 * time.Second), Backoff: in.Backoff, Syncs: []Sync{{Name: "ns/s", Users: []Desired{c}, Records: recs}}}
 	p2 := Compute(in2)
-	if len(p2.Changes) != 1 || !p2.Changes[0].Retry {
-		t.Fatalf("want one retried create, got %+v", p2.Changes)
+	if len(p2.Changes()) != 1 || !p2.Changes()[0].Retry {
+		t.Fatalf("want one retried create, got %+v", p2.Changes())
 	}
 }
 
@@ -236,7 +236,7 @@ func BenchmarkCompute(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				p := Compute(Input{Now: t0, Syncs: syncs})
-				if len(p.Changes) != 0 {
+				if len(p.Changes()) != 0 {
 					b.Fatal("unexpected writes")
 				}
 			}
@@ -353,7 +353,7 @@ func TestDeletionGuard(t *testing.T) {
 				}
 			}
 			deletes := 0
-			for _, ch := range p.Changes {
+			for _, ch := range p.Changes() {
 				if ch.Op == providers.OpDelete {
 					deletes++
 				}
@@ -415,10 +415,10 @@ func TestChangeItem(t *testing.T) {
 		{Name: "ns/two", Delete: true, Users: []Desired{b}, Records: map[string]Record{"c": synced(c, "3")}},
 	}}
 	p := Compute(in)
-	if len(p.Changes) != 2 {
-		t.Fatalf("want 2 changes, got %d", len(p.Changes))
+	if len(p.Changes()) != 2 {
+		t.Fatalf("want 2 changes, got %d", len(p.Changes()))
 	}
-	for pos, ch := range p.Changes {
+	for pos, ch := range p.Changes() {
 		it := p.ChangeItem(pos)
 		if it.Change.ID != ch.ID || it.Change.Op != ch.Op || it.Sync != 1 {
 			t.Errorf("ChangeItem(%d) = item %s of sync %d (%s), change %s (%s)", pos, it.Key, it.Sync, it.Change.Op, ch.ID, ch.Op)
@@ -454,14 +454,14 @@ func TestApplyCarriesCreateIntents(t *testing.T) {
 			sync: Sync{Name: "ns/s", Users: []Desired{a, b, c}, Records: map[string]Record{
 				"b": {Key: "b", State: StatePending, Attempts: 1, LastAttempt: t0, Hash: b.Hash}}},
 			results: func(p Plan) []providers.Result {
-				return []providers.Result{{ID: p.Changes[0].ID, Err: lost}, {ID: p.Changes[1].ID, ExternalID: "3", Action: providers.ActionCreated}}
+				return []providers.Result{{ID: p.Changes()[0].ID, Err: lost}, {ID: p.Changes()[1].ID, ExternalID: "3", Action: providers.ActionCreated}}
 			},
 			want: map[string]string{"a": "Create", "b": "Create", "c": "Created"},
 		},
 		"an update answered with an error, no create": {
 			sync: Sync{Name: "ns/s", Users: []Desired{desired("a", "new@x.io")}, Records: map[string]Record{"a": synced(a, "1")}},
 			results: func(p Plan) []providers.Result {
-				return []providers.Result{{ID: p.Changes[0].ID, Err: lost}}
+				return []providers.Result{{ID: p.Changes()[0].ID, Err: lost}}
 			},
 			want: map[string]string{"a": "Update"},
 		},
@@ -494,7 +494,7 @@ func TestApplyKeepsTheNoteOfASuccess(t *testing.T) {
 		Syncs: []Sync{{Name: "ns/s", Users: []Desired{a, b}, Records: map[string]Record{"b": old}}}}
 	p := Compute(in)
 	var res []providers.Result
-	for _, ch := range p.Changes {
+	for _, ch := range p.Changes() {
 		r := providers.Result{ID: ch.ID, ExternalID: "1" + ch.ID, Action: providers.ActionAdopted}
 		if ch.User.Key == "a" {
 			r.Note = "HubSpot holds 2 users with this email; the oldest (id 1) was adopted"
@@ -544,7 +544,7 @@ func TestPlannedCreatesAreNotRetries(t *testing.T) {
 	}
 	// Approved later: the create is sent as a first create, not a retry.
 	in = Input{Now: t0, Syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Records: map[string]Record{"a": rec}}}}
-	if chs := Compute(in).Changes; len(chs) != 1 || chs[0].Retry {
+	if chs := Compute(in).Changes(); len(chs) != 1 || chs[0].Retry {
 		t.Fatalf("the approved create: %+v", chs)
 	}
 	// The same planned record in a UserSync whose creates are uncertain.
@@ -554,7 +554,7 @@ func TestPlannedCreatesAreNotRetries(t *testing.T) {
 		t.Fatalf("a planned create of a UserSync with uncertain creates: %+v", rec)
 	}
 	in = Input{Now: t0, Syncs: []Sync{{Name: "ns/s", Users: []Desired{a}, Records: map[string]Record{"a": rec}}}}
-	if chs := Compute(in).Changes; len(chs) != 1 || !chs[0].Retry {
+	if chs := Compute(in).Changes(); len(chs) != 1 || !chs[0].Retry {
 		t.Fatalf("its create once approved must look the user up: %+v", chs)
 	}
 }
