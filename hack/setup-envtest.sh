@@ -26,6 +26,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${ROOT}/bin/k8s/${K8S_VERSION}-$(go env GOOS)-$(go env GOARCH)"
 # shellcheck source=hack/lib/progress.sh
 source "${ROOT}/hack/lib/progress.sh"
+# shellcheck source=hack/lib/k8s-module.sh
+source "${ROOT}/hack/lib/k8s-module.sh"
 progress_init setup-envtest
 
 have() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ]; }
@@ -94,23 +96,7 @@ fi
 label="kube-apiserver v${K8S_VERSION}"
 mkdir -p "${work}/apiserver" && cd "${work}/apiserver"
 begin "${label}" "downloading k8s.io/kubernetes and its dependencies"
-quiet go mod init envtest/apiserver
-# k8s.io/kubernetes replaces its staging modules with ./staging/src/...;
-# a dependent module must replace each with the published v0.x release.
-# (go mod download -json reports a failure in its JSON, on stdout.)
-if ! json=$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}"); then
-  printf '%s\n' "${json}" >&2; exit 1
-fi
-gomod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"${json}")
-staging="v0.${K8S_VERSION#1.}"
-{
-  echo "require k8s.io/kubernetes v${K8S_VERSION}"
-  echo "replace ("
-  sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\t\1 => \1 '"${staging}"'#p' "${gomod}"
-  echo ")"
-} >> go.mod
-printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' > tools.go
-quiet go mod tidy
+k8s_module envtest/apiserver kube-apiserver
 end downloaded
 go_build "${label}" "about 10 minutes on 2 cores" k8s.io/kubernetes/cmd/kube-apiserver \
   -trimpath -o "${DEST}/kube-apiserver.partial"

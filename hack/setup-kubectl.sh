@@ -20,6 +20,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${ROOT}/bin/k8s/${K8S_VERSION}-$(go env GOOS)-$(go env GOARCH)"
 # shellcheck source=hack/lib/progress.sh
 source "${ROOT}/hack/lib/progress.sh"
+# shellcheck source=hack/lib/k8s-module.sh
+source "${ROOT}/hack/lib/k8s-module.sh"
 progress_init setup-kubectl
 
 if [ -n "${KUBECTL:-}" ] && [ -x "${KUBECTL}" ]; then
@@ -48,23 +50,7 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 label="kubectl v${K8S_VERSION}"
 cd "${work}"
 begin "${label}" "downloading k8s.io/kubernetes and its dependencies"
-quiet go mod init envtest/kubectl
-# k8s.io/kubernetes replaces its staging modules with ./staging/src/...;
-# a dependent module must replace each with the published v0.x release.
-# (go mod download -json reports a failure in its JSON, on stdout.)
-if ! json=$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}"); then
-  printf '%s\n' "${json}" >&2; exit 1
-fi
-gomod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"${json}")
-staging="v0.${K8S_VERSION#1.}"
-{
-  echo "require k8s.io/kubernetes v${K8S_VERSION}"
-  echo "replace ("
-  sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\t\1 => \1 '"${staging}"'#p' "${gomod}"
-  echo ")"
-} >> go.mod
-printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubectl"\n' > tools.go
-quiet go mod tidy
+k8s_module envtest/kubectl kubectl
 end downloaded
 # The version k8s.io/kubernetes' build stamps (kubectl version, and its
 # version-skew warning, read it).

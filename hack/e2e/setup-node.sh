@@ -17,6 +17,8 @@ DEST="${ROOT}/bin/k8s/${K8S_VERSION}-$(go env GOOS)-$(go env GOARCH)"
 NODE_BINARIES=(kubelet kube-controller-manager kube-scheduler)
 # shellcheck source=hack/lib/progress.sh
 source "${ROOT}/hack/lib/progress.sh"
+# shellcheck source=hack/lib/k8s-module.sh
+source "${ROOT}/hack/lib/k8s-module.sh"
 progress_init setup-node
 
 have() {
@@ -52,27 +54,7 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 label="node binaries v${K8S_VERSION}"
 cd "${work}"
 begin "${label}" "downloading k8s.io/kubernetes and its dependencies"
-quiet go mod init e2e/node
-# k8s.io/kubernetes replaces its staging modules with ./staging/src/...;
-# a dependent module must replace each with the published v0.x release.
-# (go mod download -json reports a failure in its JSON, on stdout.)
-if ! json=$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}"); then
-  printf '%s\n' "${json}" >&2; exit 1
-fi
-gomod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"${json}")
-staging="v0.${K8S_VERSION#1.}"
-{
-  echo "require k8s.io/kubernetes v${K8S_VERSION}"
-  echo "replace ("
-  sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#\t\1 => \1 '"${staging}"'#p' "${gomod}"
-  echo ")"
-} >> go.mod
-{
-  printf '//go:build tools\n\npackage tools\n\nimport (\n'
-  for b in "${NODE_BINARIES[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "${b}"; done
-  printf ')\n'
-} > tools.go
-quiet go mod tidy
+k8s_module e2e/node "${NODE_BINARIES[@]}"
 end downloaded
 # The version k8s.io/kubernetes' build stamps: without it they report
 # v0.0.0-master, which the version checks take as very old.

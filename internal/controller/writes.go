@@ -157,12 +157,21 @@ func (r *ProviderReconciler) refetchStored(ctx context.Context, l *loop) error {
 		if v.stored == "" {
 			continue
 		}
-		fresh := &usersv1.UserSync{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(v.obj), fresh); err != nil {
-			return fmt.Errorf("reading back UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err)
+		if err := r.readBack(ctx, v); err != nil {
+			return err
 		}
-		v.obj, v.stored = fresh, ""
 	}
+	return nil
+}
+
+// readBack replaces a UserSync stored early (its storedShell) with the
+// object as the API server holds it.
+func (r *ProviderReconciler) readBack(ctx context.Context, v *syncView) error {
+	fresh := &usersv1.UserSync{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(v.obj), fresh); err != nil {
+		return fmt.Errorf("reading back UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, err)
+	}
+	v.obj, v.stored = fresh, ""
 	return nil
 }
 
@@ -176,12 +185,12 @@ func (w *statusWriter) write(si int, recs map[string]planner.Record) {
 		}
 		// Changed since (drift found beside the writes): the write needs
 		// the whole object again.
-		fresh := &usersv1.UserSync{}
-		if err := w.r.APIReader.Get(w.ctx, client.ObjectKeyFromObject(v.obj), fresh); err != nil {
-			w.fail(fmt.Errorf("reading back UserSync %s/%s: %w", v.obj.Namespace, v.obj.Name, client.IgnoreNotFound(err)))
+		if err := w.r.readBack(w.ctx, v); err != nil {
+			if !apierrors.IsNotFound(err) { // gone: nothing to store
+				w.fail(err)
+			}
 			return
 		}
-		v.obj, v.stored = fresh, ""
 	}
 	entry := w.r.providerEntry(l, v, recs)
 	plan := l.planEntry(si)

@@ -442,3 +442,23 @@ func (r *recorder) replay(w http.ResponseWriter, status, n int, before func()) {
 	w.WriteHeader(cmp(status, cmp(r.status, http.StatusOK)))
 	_, _ = w.Write(r.body[:n])
 }
+
+// DeepCopy copies decoded JSON (maps, slices and scalars), so that an
+// emulator's store never shares a map with what it answers or is given.
+func DeepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, vv := range x {
+			m[k] = DeepCopy(vv)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, vv := range x {
+			s[i] = DeepCopy(vv)
+		}
+		return s
+	}
+	return v
+}

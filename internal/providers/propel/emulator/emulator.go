@@ -161,7 +161,7 @@ func (e *Emulator) Users() []map[string]any {
 	ids := slices.Sorted(maps.Keys(e.users))
 	out := make([]map[string]any, len(ids))
 	for i, id := range ids {
-		out[i] = deepCopy(e.users[id]).(map[string]any)
+		out[i] = emulation.DeepCopy(e.users[id]).(map[string]any)
 	}
 	return out
 }
@@ -175,7 +175,7 @@ func (e *Emulator) UserBySourceID(source, sourceID string) (map[string]any, bool
 	if u == nil {
 		return nil, false
 	}
-	return deepCopy(u).(map[string]any), true
+	return emulation.DeepCopy(u).(map[string]any), true
 }
 
 // EditUser changes the user with this source and sourceId (of several, the
@@ -557,7 +557,7 @@ func (e *Emulator) upsertByID(u map[string]any) map[string]any {
 func (e *Emulator) create(u map[string]any) int64 {
 	id := e.nextID
 	e.nextID++
-	stored := deepCopy(u).(map[string]any)
+	stored := emulation.DeepCopy(u).(map[string]any)
 	stored["id"] = id
 	e.users[id] = stored
 	if _, ok := stored["sourceId"]; ok {
@@ -573,7 +573,7 @@ func merge(dst, u map[string]any) {
 			continue
 		}
 		if k != "attributes" {
-			dst[k] = deepCopy(v)
+			dst[k] = emulation.DeepCopy(v)
 			continue
 		}
 		old, _ := dst["attributes"].([]any)
@@ -581,9 +581,9 @@ func merge(dst, u map[string]any) {
 			name := a.(map[string]any)["name"]
 			i := slices.IndexFunc(old, func(o any) bool { return o.(map[string]any)["name"] == name })
 			if i >= 0 {
-				old[i] = deepCopy(a)
+				old[i] = emulation.DeepCopy(a)
 			} else {
-				old = append(old, deepCopy(a))
+				old = append(old, emulation.DeepCopy(a))
 			}
 		}
 		dst["attributes"] = old
@@ -790,7 +790,7 @@ func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u != nil {
-		u = deepCopy(u).(map[string]any)
+		u = emulation.DeepCopy(u).(map[string]any)
 	}
 	e.mu.Unlock()
 	if u == nil {
@@ -798,24 +798,4 @@ func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	emulation.WriteJSON(w, http.StatusOK, map[string]any{"data": u, "messages": []string{"Completed"}})
-}
-
-// deepCopy copies decoded JSON.
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, v := range x {
-			m[k] = deepCopy(v)
-		}
-		return m
-	case []any:
-		s := make([]any, len(x))
-		for i, v := range x {
-			s[i] = deepCopy(v)
-		}
-		return s
-	default:
-		return v
-	}
 }

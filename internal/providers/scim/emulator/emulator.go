@@ -319,26 +319,8 @@ func (e *Emulator) byExternalID(ext string) *User {
 
 func copyUser(u *User) User {
 	c := *u
-	c.Resource = deepCopy(u.Resource).(map[string]any)
+	c.Resource = emulation.DeepCopy(u.Resource).(map[string]any)
 	return c
-}
-
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, vv := range x {
-			m[k] = deepCopy(vv)
-		}
-		return m
-	case []any:
-		s := make([]any, len(x))
-		for i, vv := range x {
-			s[i] = deepCopy(vv)
-		}
-		return s
-	}
-	return v
 }
 
 // scimError is a SCIM error answer.

@@ -130,7 +130,7 @@ func (e *Emulator) serveUser(w http.ResponseWriter, r *http.Request, id string) 
 
 // body is a user as the server answers it.
 func (e *Emulator) body(r *http.Request, u *User) map[string]any {
-	out := deepCopy(u.Resource).(map[string]any)
+	out := emulation.DeepCopy(u.Resource).(map[string]any)
 	out["id"] = u.ID
 	schemas := []any{SchemaUser}
 	if _, ok := out[SchemaEnterprise]; ok {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/usersync/usersync-operator/internal/providers/emulation"
 )
 
 // canonical are the attribute names the emulator stores with their RFC
@@ -171,7 +173,7 @@ func (e *Emulator) patch(id, ifMatch string, ops []patchOp) (*User, *scimError) 
 	if se != nil {
 		return nil, se
 	}
-	res := deepCopy(u.Resource).(map[string]any)
+	res := emulation.DeepCopy(u.Resource).(map[string]any)
 	for _, op := range ops {
 		switch strings.ToLower(op.Op) {
 		case "replace", "add":
