@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,10 +14,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/app"
 )
 
@@ -231,4 +236,57 @@ func procStat(pid int) (comm string, ppid int, cpu float64, err error) {
 		return "", 0, 0, err
 	}
 	return comm, ppid, (utime + stime) / clockTicks, nil
+}
+
+// scrapeAPIServer reads kube-apiserver's own /metrics (the bench's client
+// is an admin): what the operator's writes cost the API server, seen from
+// its side.
+func (cp *controlPlane) scrapeAPIServer(ctx context.Context) (metricsSnapshot, error) {
+	cs, err := kubernetes.NewForConfig(cp.cfg)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("GET kube-apiserver /metrics: %w", err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(bytes.NewReader(raw))
+}
+
+// apiServerWork is what the API server did for the operator's UserSync
+// writes over a span, from its metrics.
+type apiServerWork struct {
+	statusWrites float64 // PATCHes of usersyncs/status
+	otherWrites  float64 // other PATCHes and UPDATEs of usersyncs (finalizers)
+	patchBytes   float64 // bodies of those PATCHes (apiserver_request_body_size_bytes)
+	watchBytes   float64 // UserSync watch events sent (apiserver_watch_events_sizes): each write sends the whole object to the operator's informer
+	watchEvents  float64
+}
+
+func apiServerWorkBetween(m0, m1 metricsSnapshot) apiServerWork {
+	us := map[string]string{"group": usersv1.GroupVersion.Group, "resource": "usersyncs"}
+	with := func(k, v string) map[string]string {
+		out := map[string]string{k: v}
+		for a, b := range us {
+			out[a] = b
+		}
+		return out
+	}
+	status := with("subresource", "status")
+	status["verb"] = "PATCH"
+	d := func(f func(metricsSnapshot) float64) float64 { return f(m1) - f(m0) }
+	w := apiServerWork{
+		statusWrites: d(func(m metricsSnapshot) float64 { return m.sum("apiserver_request_total", status) }),
+		patchBytes: d(func(m metricsSnapshot) float64 {
+			return m.histSum("apiserver_request_body_size_bytes", with("verb", "patch"))
+		}),
+		watchBytes:  d(func(m metricsSnapshot) float64 { return m.histSum("apiserver_watch_events_sizes", us) }),
+		watchEvents: d(func(m metricsSnapshot) float64 { return m.sum("apiserver_watch_events_sizes", us) }),
+	}
+	all := d(func(m metricsSnapshot) float64 {
+		return m.sum("apiserver_request_total", with("verb", "PATCH")) + m.sum("apiserver_request_total", with("verb", "PUT"))
+	})
+	w.otherWrites = all - w.statusWrites
+	return w
 }

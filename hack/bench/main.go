@@ -55,6 +55,7 @@ type config struct {
 	goMemLimit    string
 	memoryLimit   string
 	verifyWrites  int
+	providers     int
 
 	explicit map[string]bool // flags given on the command line
 }
@@ -123,8 +124,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "Give up on a point's convergence after this long.")
 	fs.StringVar(&c.scenario, "scenario", scenarioPoints, "points: the scale points; ratelimit: "+ratelimitPoints+" users against a vendor limit of "+strconv.Itoa(ratelimitLimit)+" requests / 10s; "+
 		"verify: drift detection, a pass over "+verifyPoints+" converged users and writes that arrive mid-pass, under the same limit; all: the three; "+
-		"scim: "+scimPoint+" users created and updated on the SCIM emulator, with /Bulk and without (scim.go; not in all).")
+		"scim: "+scimPoint+" users created and updated on the SCIM emulator, with /Bulk and without (scim.go; not in all); "+
+		"providers: -providers HubSpot providers of "+providersPoint+" users each, a backlog under each one's own limit (providers.go; not in all).")
 	fs.IntVar(&c.verifyWrites, "verify-writes", 3, "The verify scenario: writes sent while a pass is under way (each changes one user's attribute), 0: none.")
+	fs.IntVar(&c.providers, "providers", defaultProvidersCount, "The providers scenario: HubSpot providers in the one operator, each its own portal (emulator, token, rate limit) and its own roster of the point's users.")
 	fs.StringVar(&c.out, "out", "", "Markdown file whose generated block(s) to write or refresh, e.g. docs/benchmarks.md.")
 	fs.StringVar(&c.pprofDir, "pprof", "", "Run a profiled build of the operator (this binary, same wiring as main.go) and write CPU profiles of convergence and steady state (verify: of each pass and of the mid-pass writes) and a heap profile at convergence under this directory. Figures of such a run carry the profiler's overhead.")
 	fs.BoolVar(&c.verbose, "v", false, "Copy the operator's logs to stderr.")
@@ -141,9 +144,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
 	switch c.scenario {
-	case scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll, scenarioSCIM:
+	case scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll, scenarioSCIM, scenarioProviders:
 	default:
-		return nil, fmt.Errorf("-scenario must be %s, %s, %s, %s or %s", scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll, scenarioSCIM)
+		return nil, fmt.Errorf("-scenario must be %s, %s, %s, %s, %s or %s", scenarioPoints, scenarioRateLim, scenarioVerify, scenarioAll, scenarioSCIM, scenarioProviders)
 	}
 	switch {
 	case c.explicit["syncs"] || c.explicit["users"]:
@@ -163,6 +166,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (*config, error) {
 			return nil, fmt.Errorf("point %s: a UserSync holds at most %d users (the CRD refuses more); split the roster, e.g. %dx%d",
 				p, usersv1.MaxUsers, (p.total()+usersv1.MaxUsers-1)/usersv1.MaxUsers, usersv1.MaxUsers)
 		}
+	}
+	if c.providers < 1 {
+		return nil, fmt.Errorf("-providers must be ≥ 1")
 	}
 	if c.rateLimit < 0 || c.steadyLoops < 0 || c.killAfter < 0 || c.verifyWrites < 0 || c.workers < 1 || c.createWorkers < 1 || c.poll <= 0 || c.resync <= 0 {
 		return nil, fmt.Errorf("-rate-limit, -steady-loops and -verify-writes must be ≥ 0; -workers, -create-workers, -poll and -resync-interval > 0")
@@ -253,15 +259,17 @@ func run(ctx context.Context, cfg *config) error {
 		return err
 	}
 	defer cp.stop()
-	if cfg.scenario == scenarioSCIM {
-		md, err := runSCIM(ctx, cfg, cp, binary, work, built)
+	single := map[string]func(context.Context, *config, *controlPlane, string, string, envInfo) (string, error){
+		scenarioSCIM: runSCIM, scenarioProviders: runProviders}
+	if f := single[cfg.scenario]; f != nil {
+		md, err := f(ctx, cfg, cp, binary, work, built)
 		if err != nil {
 			keep = true
 			return err
 		}
 		fmt.Println(md)
 		if cfg.out != "" {
-			return refreshDoc(cfg.out, scenarioSCIM, md)
+			return refreshDoc(cfg.out, cfg.scenario, md)
 		}
 		return nil
 	}

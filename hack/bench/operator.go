@@ -209,6 +209,35 @@ next:
 	return total
 }
 
+// histSum adds up the sums of a histogram family's series whose labels
+// match (bytes, for a size histogram).
+func (m metricsSnapshot) histSum(name string, match map[string]string) float64 {
+	mf, ok := m[name]
+	if !ok {
+		return 0
+	}
+	total := 0.0
+next:
+	for _, mt := range mf.GetMetric() {
+		for k, v := range match {
+			if labelOf(mt, k) != v {
+				continue next
+			}
+		}
+		total += mt.GetHistogram().GetSampleSum()
+	}
+	return total
+}
+
+func labelOf(mt *dto.Metric, name string) string {
+	for _, lp := range mt.GetLabel() {
+		if lp.GetName() == name {
+			return lp.GetValue()
+		}
+	}
+	return ""
+}
+
 // requestsByMethod adds up the operator's Kubernetes API requests
 // (rest_client_requests_total) by method.
 func (m metricsSnapshot) requestsByMethod() map[string]float64 {

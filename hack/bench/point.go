@@ -79,6 +79,7 @@ type result struct {
 	cpuConverge  float64       // operator CPU seconds, first create to all Ready
 	cpuControl   float64       // kube-apiserver and etcd CPU seconds, same span
 	apiRequests  float64       // Kubernetes API requests the operator made, first create to all Ready
+	api          apiServerWork // the API server's side of the operator's UserSync writes, same span
 	rssConverged int64         // VmHWM at convergence
 	peakRSS      int64         // VmHWM at the end (steady state included)
 	loopsConv    float64       // sync loops during convergence
@@ -223,6 +224,10 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	a0, err := b.cp.scrapeAPIServer(ctx)
+	if err != nil {
+		return nil, err
+	}
 	control0 := controlPlaneCPU()
 	start := time.Now()
 	res.start = start
@@ -335,6 +340,11 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	res.apiRequests = m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil) + res.killedAPI
+	a1, err := b.cp.scrapeAPIServer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.api = apiServerWorkBetween(a0, a1)
 	loopFilter := map[string]string{"provider": providerIndex(ns.Name)}
 	res.loopsConv = m1.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter) + res.killedLoops
 	if res.rssConverged, err = op.peakRSS(); err != nil {

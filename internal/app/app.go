@@ -141,7 +141,8 @@ func (o Options) CacheOptions() (cache.Options, error) {
 // and what can be as large as a UserSync's spec: managedFields (every field
 // of every user), and the copy of the whole object that a client-side
 // kubectl apply keeps in an annotation. The versions of a UserSync share
-// one spec per generation (specInterner).
+// one spec per generation (specInterner), and its status is compacted
+// (compactStatus).
 func stripUnread(in any) (any, error) {
 	in, err := cache.TransformStripManagedFields()(in)
 	if err != nil {
@@ -155,6 +156,7 @@ func stripUnread(in any) (any, error) {
 	}
 	if us, ok := in.(*usersv1.UserSync); ok {
 		specs.intern(us)
+		compactStatus(us)
 	}
 	return in, nil
 }

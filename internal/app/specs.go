@@ -43,6 +43,7 @@ func (s *specInterner) intern(us *usersv1.UserSync) {
 	if s.specs == nil {
 		s.specs = map[types.UID]internedSpec{}
 	}
+	compactSpec(&us.Spec)
 	s.specs[us.UID] = internedSpec{generation: us.Generation, spec: us.Spec}
 }
 

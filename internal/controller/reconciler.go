@@ -334,7 +334,7 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 	// A pass that is due while there are writes reads beside them, within
 	// maxReadShare (drift.go).
 	shared := r.startSharedPass(ctx, l, &in, plan)
-	results, err := r.send(ctx, l, in, plan)
+	results, err := r.send(ctx, l, in, plan, shared == nil)
 	drifted := shared.finish(r, l, &in)
 	if err != nil {
 		// The vendor refused the credentials: nothing was learned, hold
@@ -493,7 +493,14 @@ func applyWithAttributes(ctx context.Context, l *loop, plan planner.Plan, start,
 //
 // It returns the results by Change.ID: at 100,000 changes, one index instead
 // of a list and its index.
-func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) (map[string]providers.Result, error) {
+//
+// With dropStored, the input records of a UserSync stored early are dropped
+// from in once stored: nothing after send reads them (the final status
+// write of such a UserSync stops at its digest, and the results are folded
+// from the plan's items), unless a drift pass shares the loop (it reads and
+// marks them until it finishes), so that a backlog does not hold its
+// 100,000 input records beside the plan until its last call.
+func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, dropStored bool) (map[string]providers.Result, error) {
 	if plan.NumChanges() == 0 || l.vendor == nil {
 		return nil, nil
 	}
@@ -521,7 +528,7 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	for pos := range plan.NumChanges() {
 		last[plan.ChangeItem(pos).Sync] = pos
 	}
-	early := r.newEarlyWriter(ctx, l, in, plan)
+	early := r.newEarlyWriter(ctx, l, in, plan, dropStored)
 	defer func() {
 		if err := early.wait(); err != nil {
 			logf.FromContext(ctx).V(1).Info("storing results early failed; they are stored with the rest", "error", err.Error())

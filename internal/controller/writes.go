@@ -98,17 +98,18 @@ func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in 
 // stores the whole object), so several in flight use its cores, as the
 // vendor calls do.
 type statusWriter struct {
-	// early: the writer of send (newEarlyWriter).
-	early bool
-	r     *ProviderReconciler
-	ctx   context.Context
-	l     *loop
-	in    planner.Input
-	plan  planner.Plan
-	sem   chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	errs  []error
+	// early: the writer of send (newEarlyWriter); dropStored: it drops
+	// the input records of what it stored (send).
+	early, dropStored bool
+	r                 *ProviderReconciler
+	ctx               context.Context
+	l                 *loop
+	in                planner.Input
+	plan              planner.Plan
+	sem               chan struct{}
+	wg                sync.WaitGroup
+	mu                sync.Mutex
+	errs              []error
 }
 
 // statusWriters is how many UserSync status writes one loop keeps in flight.
@@ -121,9 +122,9 @@ func (r *ProviderReconciler) newStatusWriter(ctx context.Context, l *loop, in pl
 // newEarlyWriter is the status writer of send: it stores each UserSync
 // once its changes are answered, while the next are sent, and keeps in
 // the loop only the metadata and spec of what it stored (storedShell).
-func (r *ProviderReconciler) newEarlyWriter(ctx context.Context, l *loop, in planner.Input, plan planner.Plan) *statusWriter {
+func (r *ProviderReconciler) newEarlyWriter(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, dropStored bool) *statusWriter {
 	w := r.newStatusWriter(ctx, l, in, plan)
-	w.early = true
+	w.early, w.dropStored = true, dropStored
 	return w
 }
 
@@ -219,6 +220,9 @@ func (w *statusWriter) write(si int, recs map[string]planner.Record) {
 			w.r.emitSyncEvents(l, us, w.plan.Of(si), w.in.Syncs[si].Records, recs)
 			if w.early && wrote && us.DeletionTimestamp.IsZero() {
 				v.obj, v.stored = storedShell(us), recordsDigest(recs)
+				if w.dropStored {
+					w.in.Syncs[si].Records = nil
+				}
 			} else {
 				v.obj = us
 			}
