@@ -161,6 +161,12 @@ func stripUnread(in any) (any, error) {
 	return in, nil
 }
 
+// yieldAfter is how long a loop's next vendor calls may wait for the
+// provider's rate limit before the loop gives its worker to another
+// provider (controller/yield.go): longer than the pacing of a per-second
+// limit, shorter than a ten-second window.
+const yieldAfter = 2 * time.Second
+
 // Setup adds the sync engine to a manager.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	r := &controller.ProviderReconciler{
@@ -174,6 +180,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Backoff:         o.Backoff,
 		VendorTimeout:   o.VendorTimeout,
 		LoopTimeout:     o.LoopTimeout,
+		YieldAfter:      yieldAfter,
 	}
 	if o.ProviderSelector != "" {
 		sel, err := labels.Parse(o.ProviderSelector)

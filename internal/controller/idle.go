@@ -113,7 +113,7 @@ func (l *loop) inputs() uint64 {
 // written and no UserSync is being deleted (its finalizer goes once its
 // records are gone).
 func (l *loop) settled(changes int) bool {
-	if changes > 0 || l.wrote.Load() > 0 {
+	if changes > 0 || l.wrote.Load() > 0 || l.yielded {
 		return false
 	}
 	for _, v := range l.syncs {

@@ -54,6 +54,11 @@ type ProviderReconciler struct {
 	// LoopTimeout bounds the vendor calls of one loop; unfinished records
 	// stay Pending.
 	LoopTimeout time.Duration
+	// YieldAfter: a loop whose next calls would wait longer than this for
+	// the provider's rate limit stops sending, stores what it sent and
+	// comes back when the limit has room, so that its worker serves other
+	// providers meanwhile (send); 0 never stops.
+	YieldAfter time.Duration
 	// Transport is the base HTTP transport for vendor calls; nil means a
 	// clone of http.DefaultTransport.
 	Transport http.RoundTripper
@@ -206,6 +211,13 @@ type loop struct {
 	reviews map[int]*review
 	// wrote counts the API writes the loop made.
 	wrote atomic.Int32
+	// yielded: the loop stopped sending before its plan's end, to come
+	// back at resumeAt (send); deferred are the syncs none of whose
+	// changes it sent.
+	yielded     bool
+	sentChanges int
+	resumeAt    time.Time
+	deferred    map[int]bool
 }
 
 // syncView is one UserSync as this loop sees it.
@@ -275,8 +287,10 @@ func (r *ProviderReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return result, err
 	}
 	wake := planner.NextRetry(outcomes, r.Backoff)
-	if next := l.verifyNext(); !next.IsZero() && (wake.IsZero() || next.Before(wake)) {
-		wake = next
+	for _, next := range []time.Time{l.verifyNext(), l.resumeAt} {
+		if !next.IsZero() && (wake.IsZero() || next.Before(wake)) {
+			wake = next
+		}
 	}
 	r.idle.done(l, inputs, l.settled(plan.NumChanges()), wake)
 	return r.requeue(l, wake), nil
@@ -351,6 +365,10 @@ func (r *ProviderReconciler) apply(ctx context.Context, l *loop) (planner.Input,
 		}
 		in, plan = r.plan(l)
 		results, drifted = nil, nil
+	}
+	if l.yielded {
+		l.deferred = deferredSyncs(plan, l.sentChanges)
+		plan.Defer(l.sentChanges)
 	}
 	outcomes := planner.ApplyByID(in, plan, results)
 	patchOutcomes(outcomes, drifted)
@@ -515,6 +533,9 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	if c, ok := l.vendor.(providers.Chunked); ok && c.ChunkSize() > 0 {
 		size = c.ChunkSize()
 	}
+	if r.yieldAt(l, plan, 0) {
+		return nil, nil
+	}
 	if size >= plan.NumChanges() {
 		res, err := applyWithAttributes(vctx, l, plan, 0, plan.NumChanges())
 		return planner.IndexResults(res), err
@@ -536,11 +557,16 @@ func (r *ProviderReconciler) send(ctx context.Context, l *loop, in planner.Input
 	}()
 	byID := make(map[string]providers.Result, plan.NumChanges())
 	for start := 0; start < plan.NumChanges(); start += size {
+		if start > 0 && r.yieldAt(l, plan, start) {
+			break
+		}
 		end := min(start+size, plan.NumChanges())
+		sent := l.tr.sent()
 		res, err := applyWithAttributes(vctx, l, plan, start, end)
 		if err != nil {
 			return nil, err
 		}
+		l.tr.chunkSent(l.tr.sent() - sent)
 		for _, res := range res {
 			byID[res.ID] = res
 		}
@@ -561,7 +587,8 @@ func (r *ProviderReconciler) requeue(l *loop, nextRetry time.Time) reconcile.Res
 		after = r.NotReadyRequeue
 	}
 	if !nextRetry.IsZero() {
-		if d := nextRetry.Sub(l.now); d < after {
+		// From now, not from the loop's start: a loop can last minutes.
+		if d := nextRetry.Sub(r.Clock.Now()); d < after {
 			after = max(d, 100*time.Millisecond)
 		}
 	}

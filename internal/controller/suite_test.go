@@ -120,6 +120,9 @@ var _ = BeforeSuite(func() {
 		Backoff:         planner.Backoff{Base: 200 * time.Millisecond, Max: 2 * time.Second},
 		VendorTimeout:   5 * time.Second,
 		LoopTimeout:     time.Minute,
+		// Loops give their worker away while the rate limit refills
+		// (yield.go), as the operator's do (2s there).
+		YieldAfter: time.Second,
 		// Small deletions in the other specs pass; guard_test.go trips it.
 		DeletionGuard: &planner.DeletionGuard{MaxCount: 100, MaxPercent: 30, MinCount: 10},
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/usersync/usersync-operator/internal/providers"
@@ -19,6 +20,9 @@ type limitedTransport struct {
 
 	mu    sync.Mutex
 	stats transportStats
+	// calls counts the requests the limiter admitted; chunkCalls is the
+	// most one chunk of a loop's changes took (yieldAt).
+	calls, chunkCalls atomic.Int64
 }
 
 // transportStats are counters since the last take.
@@ -47,6 +51,7 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		if err := t.limiter.acquire(req.Context()); err != nil {
 			return nil, err
 		}
+		t.calls.Add(1)
 	}
 	waited := time.Since(start)
 	sent := time.Now()
@@ -63,6 +68,33 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	t.mu.Unlock()
 	return resp, err
+}
+
+// sent is how many requests the limiter admitted so far; 0 without a
+// transport.
+func (t *limitedTransport) sent() int64 {
+	if t == nil {
+		return 0
+	}
+	return t.calls.Load()
+}
+
+// chunkSent records that one chunk of changes took n requests.
+func (t *limitedTransport) chunkSent(n int64) {
+	if t == nil {
+		return
+	}
+	for {
+		old := t.chunkCalls.Load()
+		if n <= old || t.chunkCalls.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// callsPerChunk is the most requests a chunk took so far (at least 1).
+func (t *limitedTransport) callsPerChunk() int {
+	return int(max(t.chunkCalls.Load(), 1))
 }
 
 // take returns the counters and resets them.

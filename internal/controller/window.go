@@ -242,6 +242,24 @@ func (w *windowLimiter) wait(ctx context.Context, admits func() bool, take func(
 	}
 }
 
+// room returns how long from now until n more requests could be admitted
+// at once, as the window stands (0: now). A request still in flight frees
+// its slot a period after its answer, so no sooner than a period from now.
+func (w *windowLimiter) room(n int) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	w.done = expire(w.done, now.Add(-w.period))
+	need := w.inFlight + len(w.done) + min(max(n, 1), w.limit) - w.limit
+	switch {
+	case need <= 0:
+		return 0
+	case need > len(w.done):
+		return w.period
+	}
+	return w.done[need-1].Add(w.period).Sub(now)
+}
+
 // oldest is the earliest answer time the window holds; w.mu is held.
 func (w *windowLimiter) oldest() (time.Time, bool) {
 	switch {

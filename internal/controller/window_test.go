@@ -226,3 +226,37 @@ func TestWindowLimiterNoReadShare(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowLimiterRoom: how long until n calls fit, as the window stands.
+func TestWindowLimiterRoom(t *testing.T) {
+	const period = time.Second
+	w := newWindowLimiter(4, period)
+	if d := w.room(4); d != 0 {
+		t.Fatalf("empty window: room(4) = %v, want 0", d)
+	}
+	for range 3 {
+		if err := w.acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		w.release()
+	}
+	if d := w.room(1); d != 0 {
+		t.Errorf("3 of 4 used: room(1) = %v, want 0", d)
+	}
+	// Two more need the oldest answer to leave: about a period from now.
+	if d := w.room(2); d < period-100*time.Millisecond || d > period {
+		t.Errorf("3 of 4 used: room(2) = %v, want about %v", d, period)
+	}
+	// More than the limit asks for the whole limit.
+	if d := w.room(10); d < period-100*time.Millisecond || d > period {
+		t.Errorf("room(10) = %v, want about %v", d, period)
+	}
+	// A call in flight holds its slot for a period after its answer.
+	if err := w.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := w.room(4); d != period {
+		t.Errorf("a call in flight: room(4) = %v, want %v", d, period)
+	}
+	w.release()
+}

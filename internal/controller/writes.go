@@ -88,6 +88,11 @@ func currentEntry(us *usersv1.UserSync, ref string) *usersv1.ProviderSyncStatus 
 func (r *ProviderReconciler) writeSyncStatuses(ctx context.Context, l *loop, in planner.Input, plan planner.Plan, outcomes []planner.Outcome) error {
 	w := r.newStatusWriter(ctx, l, in, plan)
 	for si := range l.syncs {
+		if l.deferred[si] {
+			// Nothing was sent for it (yield.go): it is written when its
+			// users are.
+			continue
+		}
 		w.write(si, outcomes[si].Records)
 	}
 	return w.wait()

@@ -279,6 +279,27 @@ func (p Plan) Changes() []providers.Change {
 	return out
 }
 
+// Defer takes the changes from position pos on out of the plan: their items
+// keep the records as they were (Wait; Forget for a user without one), as
+// if the plan had never meant to send them, so that the engine can fold
+// only the changes it sent (a loop that stopped sending to let its rate
+// limit refill) and plan the rest again later. It modifies the plan's items
+// in place.
+func (p *Plan) Defer(pos int) {
+	if pos < 0 || pos >= len(p.items) {
+		return
+	}
+	for _, i := range p.items[pos:] {
+		it := &p.Items[i]
+		it.Kind, it.Change = Wait, providers.Change{}
+		it.Record.Key = it.Key
+		if it.Record.State == "" {
+			it.Kind = Forget
+		}
+	}
+	p.items = p.items[:pos]
+}
+
 // ChangeItem returns the item of Changes[pos] (a pointer into Items).
 func (p Plan) ChangeItem(pos int) *Item {
 	return &p.Items[p.items[pos]]

@@ -558,3 +558,55 @@ func TestPlannedCreatesAreNotRetries(t *testing.T) {
 		t.Fatalf("its create once approved must look the user up: %+v", chs)
 	}
 }
+
+// TestDefer: a loop that stops sending folds only what it sent; the changes
+// it did not send keep their records as they were (a user without one has
+// none), and the next plan sends them again.
+func TestDefer(t *testing.T) {
+	a, b, c, d := desired("a", "a@x.io"), desired("b", "b@x.io"), desired("c", "c@x.io"), desired("d", "d@x.io")
+	held := Record{Key: "c", State: StatePending, Reason: "ProviderNotReady", Message: "Secret ns/hs not found"}
+	in := Input{Now: t0, Backoff: Backoff{Base: time.Second, Max: time.Minute}, Syncs: []Sync{
+		{Name: "ns/one", Users: []Desired{a, b}},
+		{Name: "ns/two", Users: []Desired{c, d}, Records: map[string]Record{"c": held}},
+	}}
+	p := Compute(in)
+	if p.NumChanges() != 4 {
+		t.Fatalf("want 4 changes, got %d", p.NumChanges())
+	}
+	// a was sent and answered; b, c and d were not.
+	sent := p.Change(0)
+	p.Defer(1)
+	if p.NumChanges() != 1 || p.Change(0).ID != sent.ID {
+		t.Fatalf("after Defer(1): %d changes, first %q; want 1, %q", p.NumChanges(), p.Change(0).ID, sent.ID)
+	}
+	out := Apply(in, p, []providers.Result{{ID: sent.ID, ExternalID: "1", Action: providers.ActionCreated}})
+	want := []map[string]Record{
+		{"a": {Key: "a", ExternalID: "1", State: StateSynced, Action: "Created", LastAttempt: t0, Hash: a.Hash}},
+		{"c": held},
+	}
+	for si := range want {
+		if diff := cmp.Diff(want[si], out[si].Records); diff != "" {
+			t.Errorf("sync %d records (-want +got):\n%s", si, diff)
+		}
+	}
+	// Nothing deferred counts as attempted: the next plan sends the three
+	// as new, none of them as a retry.
+	in.Syncs[0].Records, in.Syncs[1].Records = out[0].Records, out[1].Records
+	next := Compute(in)
+	var keys []string
+	for _, ch := range next.Changes() {
+		if ch.Retry {
+			t.Errorf("%s is a retry", ch.User.Key)
+		}
+		keys = append(keys, ch.User.Key)
+	}
+	if diff := cmp.Diff([]string{"b", "c", "d"}, keys); diff != "" {
+		t.Errorf("next plan's changes (-want +got):\n%s", diff)
+	}
+	// Out of range: nothing changes.
+	next.Defer(3)
+	next.Defer(-1)
+	if next.NumChanges() != 3 {
+		t.Errorf("Defer out of range changed the plan: %d changes", next.NumChanges())
+	}
+}
