@@ -61,6 +61,10 @@ func countCalls(em *hsemu.Emulator) vendorCalls {
 	return v
 }
 
+// gcCPUMetric is the CPU the operator's garbage collector took, from the Go
+// runtime's CPU classes (controller-runtime exports them).
+const gcCPUMetric = "go_cpu_classes_gc_total_cpu_seconds_total"
+
 // result is what one point measured.
 type result struct {
 	point     point
@@ -77,6 +81,7 @@ type result struct {
 	writeSpan    time.Duration // first vendor write call sent to last one answered
 	vendorUsers  int           // users at the vendor after convergence
 	cpuConverge  float64       // operator CPU seconds, first create to all Ready
+	gcConverge   float64       // of which the Go garbage collector's (go_cpu_classes_gc_total_cpu_seconds_total)
 	cpuControl   float64       // kube-apiserver and etcd CPU seconds, same span
 	apiRequests  float64       // Kubernetes API requests the operator made, first create to all Ready
 	api          apiServerWork // the API server's side of the operator's UserSync writes, same span
@@ -88,9 +93,9 @@ type result struct {
 	// and started again (-kill-after-writes); 0: never. The killed
 	// process's CPU, API requests, loops and peak RSS until then are added
 	// to the point's.
-	killedAt                          int
-	killedCPU, killedAPI, killedLoops float64
-	killedRSS                         int64
+	killedAt                                    int
+	killedCPU, killedAPI, killedLoops, killedGC float64
+	killedRSS                                   int64
 
 	steady     *steadyResult
 	verify     *verifyResult
@@ -340,6 +345,7 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	res.apiRequests = m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil) + res.killedAPI
+	res.gcConverge = m1.sum(gcCPUMetric, nil) - m0.sum(gcCPUMetric, nil) + res.killedGC
 	a1, err := b.cp.scrapeAPIServer(ctx)
 	if err != nil {
 		return nil, err
@@ -405,6 +411,7 @@ func (b *bench) killAndRestart(ctx context.Context, op *operator, res *result, n
 	loopFilter := map[string]string{"provider": providerIndex(ns)}
 	res.killedCPU = cpu - *cpu0
 	res.killedAPI = m.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil)
+	res.killedGC = m.sum(gcCPUMetric, nil) - m0.sum(gcCPUMetric, nil)
 	res.killedLoops = m.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter)
 	res.killedRSS, _ = op.peakRSS()
 	b.progress("SIGKILLed the operator after %d vendor write calls; starting it again", res.killedAt)

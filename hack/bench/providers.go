@@ -52,7 +52,7 @@ type providersResult struct {
 	converged bool
 	failure   string
 	took      time.Duration
-	cpu       float64
+	cpu, gc   float64 // operator CPU seconds, of which its garbage collector's
 	control   float64
 	peakRSS   int64
 	api       apiServerWork
@@ -240,6 +240,7 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 		return nil, err
 	}
 	res.requests = m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil)
+	res.gc = m1.sum(gcCPUMetric, nil) - m0.sum(gcCPUMetric, nil)
 	a1, err := b.cp.scrapeAPIServer(ctx)
 	if err != nil {
 		return nil, err
@@ -297,8 +298,8 @@ func renderProviders(cfg *config, sr *scenarioRun, r *providersResult) string {
 	}
 	w("\n| Providers × users | All Ready | Slowest provider's bound | Over it | Operator CPU | Control-plane CPU | Peak RSS | K8s API requests | UserSync status writes |\n")
 	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	w("| %d × %s | %s | %s | %+.1f%% | %.2f s | %.2f s | %s | %.0f | %.0f |\n\n", n, thousands(r.point.total()), took, secs(r.slowest()),
-		100*(r.took.Seconds()/r.slowest().Seconds()-1), r.cpu, r.control, mib(r.peakRSS), r.requests, r.api.statusWrites)
+	w("| %d × %s | %s | %s | %+.1f%% | %.2f s (GC %.2f s) | %.2f s | %s | %.0f | %.0f |\n\n", n, thousands(r.point.total()), took, secs(r.slowest()),
+		100*(r.took.Seconds()/r.slowest().Seconds()-1), r.cpu, r.gc, r.control, mib(r.peakRSS), r.requests, r.api.statusWrites)
 	w("Bound: (⌈calls / limit⌉ − 1) × window for the provider's own rate-limited calls (all but search), as the emulator counts them. Peak RSS: the operator's VmHWM over the whole run.\n\n")
 	writesOK := true
 	for _, p := range r.providers {

@@ -156,10 +156,10 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 		if r.converged {
 			after = secs(max(r.convergeTime-r.createTime, 0))
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f s | %.2f s | %s | %s | %.0f |\n",
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f s (GC %.2f s) | %.2f s | %s | %s | %.0f |\n",
 			pointLabel(r.point), thousands(r.point.total()), ready, secs(r.createTime), after, thousands(r.calls.writes()),
 			thousands(ceilDiv(r.point.total(), 100)), thousands(r.point.total()), thousands(r.calls.reads),
-			thousands(r.vendorUsers), r.cpuConverge, r.cpuControl, mib(r.peakRSS), thousands(int(r.apiRequests)), r.loopsConv)
+			thousands(r.vendorUsers), r.cpuConverge, r.gcConverge, r.cpuControl, mib(r.peakRSS), thousands(int(r.apiRequests)), r.loopsConv)
 	}
 	start := fmt.Sprintf("from the first UserSync create to every UserSync Ready with `status.observedGeneration == metadata.generation`, polled every %s; "+
 		"the UserSyncs are created by %d goroutines while the operator runs", cfg.poll, cfg.createWorkers)
@@ -167,7 +167,7 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 		start = fmt.Sprintf("from the creation of the provider's Secret, the UserSyncs all there and reported `ProviderNotReady`, to every UserSync Ready "+
 			"with `status.observedGeneration == metadata.generation`, polled every %s", cfg.poll)
 	}
-	w("\nAll Ready: %s. Operator CPU (utime+stime), control-plane CPU (kube-apiserver and etcd, on the same cores) and K8s API requests "+
+	w("\nAll Ready: %s. Operator CPU (utime+stime; GC: of which its garbage collector's, `go_cpu_classes_gc_total_cpu_seconds_total`), control-plane CPU (kube-apiserver and etcd, on the same cores) and K8s API requests "+
 		"(the operator's `rest_client_requests_total`) over the same span; peak RSS is the operator process's VmHWM over the whole point, steady state included. "+
 		"Sync loops: the provider's loops that ended in the span.\n\n", start)
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"runtime/debug"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -99,6 +100,29 @@ func TestSetMemoryLimit(t *testing.T) {
 		}
 		if tc.want > 0 && debug.SetMemoryLimit(-1) != tc.want {
 			t.Errorf("%s=%q: the runtime's limit is not %d", MemoryLimitEnv, tc.env, tc.want)
+		}
+	}
+}
+
+// TestGCCPUMetric: the operator's metrics say how much CPU the garbage
+// collector took (controller-runtime's Go collector exports the runtime's
+// CPU classes), which is what a memory limit close to the live heap costs;
+// make bench reads it.
+func TestGCCPUMetric(t *testing.T) {
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"go_cpu_classes_gc_total_cpu_seconds_total": false, "go_cpu_classes_total_cpu_seconds_total": false,
+		"go_goroutines": false, "go_memstats_heap_alloc_bytes": false}
+	for _, f := range families {
+		if _, ok := want[f.GetName()]; ok {
+			want[f.GetName()] = true
+		}
+	}
+	for name, found := range want {
+		if !found {
+			t.Errorf("no metric %s", name)
 		}
 	}
 }
