@@ -175,28 +175,30 @@ func (o *operator) scrape(ctx context.Context) (metricsSnapshot, error) {
 	return p.TextToMetricFamilies(resp.Body)
 }
 
-// sum adds up the counters (or histogram sample counts, or gauges) of a
-// family whose labels match.
-func (m metricsSnapshot) sum(name string, match map[string]string) float64 {
+// matching returns the series of a family whose labels match.
+func (m metricsSnapshot) matching(name string, match map[string]string) []*dto.Metric {
 	mf, ok := m[name]
 	if !ok {
-		return 0
+		return nil
 	}
-	total := 0.0
+	var out []*dto.Metric
 next:
 	for _, mt := range mf.GetMetric() {
 		for k, v := range match {
-			found := false
-			for _, lp := range mt.GetLabel() {
-				if lp.GetName() == k {
-					found = lp.GetValue() == v
-					break
-				}
-			}
-			if !found {
+			if labelOf(mt, k) != v {
 				continue next
 			}
 		}
+		out = append(out, mt)
+	}
+	return out
+}
+
+// sum adds up the counters (or histogram sample counts, or gauges) of a
+// family whose labels match.
+func (m metricsSnapshot) sum(name string, match map[string]string) float64 {
+	total := 0.0
+	for _, mt := range m.matching(name, match) {
 		switch {
 		case mt.Counter != nil:
 			total += mt.GetCounter().GetValue()
@@ -210,20 +212,10 @@ next:
 }
 
 // histSum adds up the sums of a histogram family's series whose labels
-// match (bytes, for a size histogram).
+// match (seconds, or bytes for a size histogram).
 func (m metricsSnapshot) histSum(name string, match map[string]string) float64 {
-	mf, ok := m[name]
-	if !ok {
-		return 0
-	}
 	total := 0.0
-next:
-	for _, mt := range mf.GetMetric() {
-		for k, v := range match {
-			if labelOf(mt, k) != v {
-				continue next
-			}
-		}
+	for _, mt := range m.matching(name, match) {
 		total += mt.GetHistogram().GetSampleSum()
 	}
 	return total

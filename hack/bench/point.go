@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 	"github.com/usersync/usersync-operator/internal/providers/hubspot"
 	hsemu "github.com/usersync/usersync-operator/internal/providers/hubspot/emulator"
 )
@@ -60,6 +61,9 @@ func countCalls(em *hsemu.Emulator) vendorCalls {
 	v.rateLimited = v.writes() + v.reads - em.Calls(hsemu.EndpointSearch)
 	return v
 }
+
+// loopDurationMetric is the operator's histogram of sync loop durations.
+const loopDurationMetric = "usersync_sync_loop_duration_seconds"
 
 // gcCPUMetric is the CPU the operator's garbage collector took, from the Go
 // runtime's CPU classes (controller-runtime exports them).
@@ -195,25 +199,7 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if backlog {
 		b.progress("creating the backlog: %d UserSyncs × %d users (%d users) in namespace %s, the provider without its Secret",
 			p.syncs, p.users, p.total(), ns.Name)
-		var n atomic.Int64
-		if err := createAll(ctx, c, objs, cfg.createWorkers, &n); err != nil {
-			return nil, err
-		}
-		for {
-			held, err := allHeld(ctx, c, ns.Name, p.syncs)
-			if err != nil {
-				return nil, err
-			}
-			if held {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Second):
-			}
-		}
-		if err := b.waitIdle(ctx, op); err != nil {
+		if err := b.createBacklog(ctx, op, ns.Name, objs); err != nil {
 			return nil, err
 		}
 	}
@@ -447,6 +433,33 @@ func (b *bench) waitOperatorReady(ctx context.Context, op *operator, ns string, 
 	}
 }
 
+// createBacklog creates the UserSyncs while their providers cannot be used,
+// and waits until the operator reports every one waiting for its provider
+// and no loop runs: then the clock can start.
+func (b *bench) createBacklog(ctx context.Context, op *operator, ns string, objs []*usersv1.UserSync) error {
+	var n atomic.Int64
+	if err := createAll(ctx, b.cp.client, objs, b.cfg.createWorkers, &n); err != nil {
+		return err
+	}
+	for {
+		held, err := allHeld(ctx, b.cp.client, ns, len(objs))
+		if err != nil {
+			return err
+		}
+		if held {
+			return b.waitIdle(ctx, op)
+		}
+		if err := op.exited(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // waitIdle waits until no sync loop is running.
 func (b *bench) waitIdle(ctx context.Context, op *operator) error {
 	deadline := time.Now().Add(5 * time.Minute)
@@ -578,7 +591,7 @@ func (b *bench) steadyState(ctx context.Context, op *operator, em *hsemu.Emulato
 	s.cpuPerLoop = (cpuB - cpuA) / float64(s.cpuLoops)
 	s.controlPerLoop = (controlB - controlA) / float64(s.cpuLoops)
 	if s.loops > 0 {
-		s.loopSeconds = (histSum(m1, filter) - histSum(m0, filter)) / float64(s.loops)
+		s.loopSeconds = (m1.histSum(loopDurationMetric, filter) - m0.histSum(loopDurationMetric, filter)) / float64(s.loops)
 	}
 	s.apiWrites = apiWrites(m0, m1)
 	rv0 := map[string]string{}
@@ -596,29 +609,6 @@ func (b *bench) steadyState(ctx context.Context, op *operator, em *hsemu.Emulato
 	b.progress("steady state: %d loops in %s, %d vendor write calls, %.1f ms operator CPU per loop (control plane %.1f ms), %d UserSync status writes, %.0f API requests (%.0f writes)",
 		s.loops, s.duration.Round(time.Second), s.calls.writes(), s.cpuPerLoop*1000, s.controlPerLoop*1000, s.syncStatusWrites, s.apiRequests, s.apiWrites)
 	return s, nil
-}
-
-// histSum is the sum of the samples of the loop-duration histogram.
-func histSum(m metricsSnapshot, filter map[string]string) float64 {
-	mf := m["usersync_sync_loop_duration_seconds"]
-	if mf == nil {
-		return 0
-	}
-	total := 0.0
-	for _, mt := range mf.GetMetric() {
-		match := true
-		for k, v := range filter {
-			for _, lp := range mt.GetLabel() {
-				if lp.GetName() == k && lp.GetValue() != v {
-					match = false
-				}
-			}
-		}
-		if match && mt.Histogram != nil {
-			total += mt.GetHistogram().GetSampleSum()
-		}
-	}
-	return total
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

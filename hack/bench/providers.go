@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -132,28 +131,7 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 	defer op.stop()
 	b.progress("%d providers, each its own portal limited to %d calls / %s: creating the backlog, %d UserSyncs × %d users each (%d users), the Secrets missing",
 		n, b.scenario.rateLimit, b.scenario.rateWindow, p.syncs, p.users, n*p.total())
-	var created atomic.Int64
-	if err := createAll(ctx, c, objs, cfg.createWorkers, &created); err != nil {
-		return nil, err
-	}
-	for {
-		held, err := allHeld(ctx, c, ns.Name, len(objs))
-		if err != nil {
-			return nil, err
-		}
-		if held {
-			break
-		}
-		if err := op.exited(); err != nil {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	if err := b.waitIdle(ctx, op); err != nil {
+	if err := b.createBacklog(ctx, op, ns.Name, objs); err != nil {
 		return nil, err
 	}
 	tables, err := newTableReader(b.cp.cfg)
