@@ -65,6 +65,11 @@ func countCalls(em *hsemu.Emulator) vendorCalls {
 // loopDurationMetric is the operator's histogram of sync loop durations.
 const loopDurationMetric = "usersync_sync_loop_duration_seconds"
 
+// yieldsMetric counts the loops that stopped sending to wait for the rate
+// limit without holding a worker; each may leave one UserSync split
+// between two loops, and written twice.
+const yieldsMetric = "usersync_sync_loop_yields_total"
+
 // gcCPUMetric is the CPU the operator's garbage collector took, from the Go
 // runtime's CPU classes (controller-runtime exports them).
 const gcCPUMetric = "go_cpu_classes_gc_total_cpu_seconds_total"
@@ -86,6 +91,7 @@ type result struct {
 	vendorUsers  int           // users at the vendor after convergence
 	cpuConverge  float64       // operator CPU seconds, first create to all Ready
 	gcConverge   float64       // of which the Go garbage collector's (go_cpu_classes_gc_total_cpu_seconds_total)
+	yields       float64       // loops that stopped sending for the rate limit (usersync_sync_loop_yields_total)
 	cpuControl   float64       // kube-apiserver and etcd CPU seconds, same span
 	apiRequests  float64       // Kubernetes API requests the operator made, first create to all Ready
 	api          apiServerWork // the API server's side of the operator's UserSync writes, same span
@@ -97,9 +103,9 @@ type result struct {
 	// and started again (-kill-after-writes); 0: never. The killed
 	// process's CPU, API requests, loops and peak RSS until then are added
 	// to the point's.
-	killedAt                                    int
-	killedCPU, killedAPI, killedLoops, killedGC float64
-	killedRSS                                   int64
+	killedAt                                                  int
+	killedCPU, killedAPI, killedLoops, killedGC, killedYields float64
+	killedRSS                                                 int64
 
 	steady     *steadyResult
 	verify     *verifyResult
@@ -338,6 +344,7 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	}
 	res.api = apiServerWorkBetween(a0, a1)
 	loopFilter := map[string]string{"provider": providerIndex(ns.Name)}
+	res.yields = m1.sum(yieldsMetric, loopFilter) - m0.sum(yieldsMetric, loopFilter) + res.killedYields
 	res.loopsConv = m1.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter) + res.killedLoops
 	if res.rssConverged, err = op.peakRSS(); err != nil {
 		return nil, err
@@ -398,6 +405,7 @@ func (b *bench) killAndRestart(ctx context.Context, op *operator, res *result, n
 	res.killedCPU = cpu - *cpu0
 	res.killedAPI = m.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil)
 	res.killedGC = m.sum(gcCPUMetric, nil) - m0.sum(gcCPUMetric, nil)
+	res.killedYields = m.sum(yieldsMetric, loopFilter) - m0.sum(yieldsMetric, loopFilter)
 	res.killedLoops = m.sum("usersync_sync_loop_duration_seconds", loopFilter) - m0.sum("usersync_sync_loop_duration_seconds", loopFilter)
 	res.killedRSS, _ = op.peakRSS()
 	b.progress("SIGKILLed the operator after %d vendor write calls; starting it again", res.killedAt)

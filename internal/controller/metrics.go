@@ -41,6 +41,10 @@ var (
 		Name: "usersync_records",
 		Help: "Records a provider serves, by state (Synced, Pending, Failed, Deleting).",
 	}, []string{"provider", "state"})
+	loopYields = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "usersync_sync_loop_yields_total",
+		Help: "Sync loops that stopped sending to wait for the provider's rate limit without holding a worker (they come back when it has room).",
+	}, []string{"provider"})
 	loopDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "usersync_sync_loop_duration_seconds",
 		Help:    "Duration of one provider sync loop, vendor calls included.",
@@ -66,7 +70,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(vendorRequests, vendorRequestDuration, vendorBatchRecords, rateLimitWait,
-		records, loopDuration, recordWrites, providerReadyGauge, deletionsHeld, driftRecords)
+		records, loopDuration, loopYields, recordWrites, providerReadyGauge, deletionsHeld, driftRecords)
 }
 
 // metricLabels names a provider in the metrics.
@@ -129,7 +133,7 @@ func setRecordGauges(provider string, synced, pending, failed, deleting, held in
 // forgetProviderMetrics drops the series of a provider that is gone.
 func forgetProviderMetrics(provider string) {
 	for _, v := range []*prometheus.MetricVec{vendorRequests.MetricVec, vendorRequestDuration.MetricVec,
-		vendorBatchRecords.MetricVec, rateLimitWait.MetricVec, records.MetricVec, loopDuration.MetricVec, recordWrites.MetricVec,
+		vendorBatchRecords.MetricVec, rateLimitWait.MetricVec, records.MetricVec, loopDuration.MetricVec, loopYields.MetricVec, recordWrites.MetricVec,
 		providerReadyGauge.MetricVec, deletionsHeld.MetricVec, driftRecords.MetricVec} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": provider})
 	}

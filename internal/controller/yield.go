@@ -44,6 +44,7 @@ func (r *ProviderReconciler) yieldAt(l *loop, plan planner.Plan, pos int) bool {
 		return false
 	}
 	l.yielded, l.sentChanges = true, pos
+	loopYields.WithLabelValues(l.key.index()).Inc()
 	l.resumeAt = r.Clock.Now().Add(wait - min(yieldResumeLead, wait/2))
 	return true
 }

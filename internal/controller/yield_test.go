@@ -84,5 +84,12 @@ var _ = Describe("Providers waiting for their rate limits", func() {
 			Expect(t.Before(earliestLast)).To(BeTrue(),
 				"provider %d sent its first create %v after another provider had sent its last", i, t.Sub(earliestLast))
 		}
+		// The metrics say so: every provider's loops stopped for their
+		// windows at least once.
+		fams := scrape()
+		for i := range ems {
+			v, _, ok := sample(fams, "usersync_sync_loop_yields_total", map[string]string{"provider": fmt.Sprintf("UserProvider/%s/hs-%d", ns, i)})
+			Expect(ok && v >= 1).To(BeTrue(), "provider %d: usersync_sync_loop_yields_total %v", i, v)
+		}
 	})
 })
