@@ -2,12 +2,12 @@ package app
 
 import (
 	"runtime/debug"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
 )
