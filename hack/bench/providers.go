@@ -218,7 +218,7 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 		return nil, err
 	}
 	res.requests = m1.sum("rest_client_requests_total", nil) - m0.sum("rest_client_requests_total", nil)
-	res.gc = m1.sum(gcCPUMetric, nil) - m0.sum(gcCPUMetric, nil)
+	res.gc = gcCPU(m1) - gcCPU(m0)
 	a1, err := b.cp.scrapeAPIServer(ctx)
 	if err != nil {
 		return nil, err

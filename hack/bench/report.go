@@ -167,7 +167,7 @@ func renderScenario(cfg *config, sr *scenarioRun) string {
 		start = fmt.Sprintf("from the creation of the provider's Secret, the UserSyncs all there and reported `ProviderNotReady`, to every UserSync Ready "+
 			"with `status.observedGeneration == metadata.generation`, polled every %s", cfg.poll)
 	}
-	w("\nAll Ready: %s. Operator CPU (utime+stime; GC: of which its garbage collector's, `go_cpu_classes_gc_total_cpu_seconds_total`), control-plane CPU (kube-apiserver and etcd, on the same cores) and K8s API requests "+
+	w("\nAll Ready: %s. Operator CPU (utime+stime; GC: of which its garbage collector's, from the Go runtime's CPU classes, `go_cpu_classes_gc_total_cpu_seconds_total` less `…_gc_mark_idle_…`, which counts a whole core for idle-time marking on cores kube-apiserver and etcd use), control-plane CPU (kube-apiserver and etcd, on the same cores) and K8s API requests "+
 		"(the operator's `rest_client_requests_total`) over the same span; peak RSS is the operator process's VmHWM over the whole point, steady state included. "+
 		"Sync loops: the provider's loops that ended in the span.\n\n", start)
 

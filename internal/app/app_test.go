@@ -113,7 +113,7 @@ func TestGCCPUMetric(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"go_cpu_classes_gc_total_cpu_seconds_total": false, "go_cpu_classes_total_cpu_seconds_total": false,
+	want := map[string]bool{"go_cpu_classes_gc_total_cpu_seconds_total": false, "go_cpu_classes_gc_mark_idle_cpu_seconds_total": false,
 		"go_goroutines": false, "go_memstats_heap_alloc_bytes": false}
 	for _, f := range families {
 		if _, ok := want[f.GetName()]; ok {
