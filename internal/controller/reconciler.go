@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -71,6 +72,10 @@ type ProviderReconciler struct {
 	// so batching across UserSyncs is kept). The manager's cache must hold
 	// only the matching providers.
 	ProviderSelector labels.Selector
+
+	// queue is the controller's work queue (newQueue): the providers
+	// ready for a worker are its Len.
+	queue atomic.Pointer[priorityqueue.PriorityQueue[reconcile.Request]]
 
 	clients  clientCache
 	written  writtenVersions

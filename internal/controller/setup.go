@@ -3,11 +3,14 @@ package controller
 import (
 	"context"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -35,7 +38,7 @@ func (r *ProviderReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	specOrDeletion := predicate.Or(predicate.GenerationChangedPredicate{}, deletionChanged())
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("provider-sync").
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers, NewQueue: r.newQueue(mgr.GetLogger())}).
 		Watches(&usersv1.UserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
 		Watches(&usersv1.ClusterUserProvider{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(specOrDeletion)).
 		// An annotation may approve a held mass deletion.
@@ -45,6 +48,20 @@ func (r *ProviderReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespaceToProviders),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Complete(r)
+}
+
+// newQueue makes controller-runtime's default queue (its priority queue)
+// and keeps it, so that a loop can tell whether providers wait for a
+// worker (yieldAt).
+func (r *ProviderReconciler) newQueue(log logr.Logger) func(string, workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+	return func(name string, rl workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+		q := priorityqueue.New(name, func(o *priorityqueue.Opts[reconcile.Request]) {
+			o.Log = log.WithValues("controller", name)
+			o.RateLimiter = rl
+		})
+		r.queue.Store(&q)
+		return q
+	}
 }
 
 func deletionChanged() predicate.Funcs {

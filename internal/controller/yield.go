@@ -11,8 +11,9 @@ import (
 // sends, and under a vendor's rate limit most of that time is spent waiting
 // for the window to have room: a 100,000-user backlog at HubSpot's 100 calls
 // per 10 s waits 200 s, and with more providers than workers the others
-// waited for it, each a whole backlog behind the one before. So a loop whose
-// next calls would wait longer than YieldAfter stops sending (yieldAt):
+// waited for it, each a whole backlog behind the one before. So when other
+// providers wait for a worker, a loop whose next calls would wait longer
+// than YieldAfter stops sending (yieldAt):
 // what it sent is stored as always, the changes it did not send are
 // deferred (planner.Plan.Defer: their records stay as they were, and a
 // UserSync none of whose changes were sent is not written at all, so it is
@@ -39,6 +40,9 @@ func (r *ProviderReconciler) yieldAt(l *loop, plan planner.Plan, pos int) bool {
 			return false
 		}
 	}
+	if !r.othersWaiting() {
+		return false
+	}
 	wait := l.tr.limiter.room(l.tr.callsPerChunk())
 	if wait <= r.YieldAfter {
 		return false
@@ -47,6 +51,15 @@ func (r *ProviderReconciler) yieldAt(l *loop, plan planner.Plan, pos int) bool {
 	loopYields.WithLabelValues(l.key.index()).Inc()
 	l.resumeAt = r.Clock.Now().Add(wait - min(yieldResumeLead, wait/2))
 	return true
+}
+
+// othersWaiting reports whether providers are ready for a worker and wait
+// for one. A loop alone keeps its worker: yielding would only cost it a
+// plan and its UserSyncs a status write per split. Without the queue (a
+// reconciler not set up by SetupWithManager) it is taken that they do.
+func (r *ProviderReconciler) othersWaiting() bool {
+	q := r.queue.Load()
+	return q == nil || (*q).Len() > 0
 }
 
 // deferredSyncs are the syncs with changes none of which is before
