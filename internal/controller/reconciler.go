@@ -55,10 +55,11 @@ type ProviderReconciler struct {
 	// LoopTimeout bounds the vendor calls of one loop; unfinished records
 	// stay Pending.
 	LoopTimeout time.Duration
-	// YieldAfter: a loop whose next calls would wait longer than this for
-	// the provider's rate limit stops sending, stores what it sent and
-	// comes back when the limit has room, so that its worker serves other
-	// providers meanwhile (send); 0 never stops.
+	// YieldAfter: while other providers wait for a worker, a loop whose
+	// next calls would wait longer than this for the provider's rate limit
+	// stops sending, stores what it sent and comes back when the limit has
+	// room, so that its worker serves the others meanwhile (yield.go); 0
+	// never stops.
 	YieldAfter time.Duration
 	// Transport is the base HTTP transport for vendor calls; nil means a
 	// clone of http.DefaultTransport.
