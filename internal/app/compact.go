@@ -1,8 +1,6 @@
 package app
 
 import (
-	"unique"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	usersv1 "github.com/usersync/usersync-operator/api/v1alpha1"
@@ -19,9 +17,11 @@ import (
 //     a 500-record list keeps room for 711: the list is copied to its length.
 //   - The fields with few distinct values (provider, state, action, reason,
 //     and the message, which a held or failing UserSync repeats on every
-//     record) are decoded as a new string per record: each is replaced by
-//     its canonical copy (package unique), shared by every record and
-//     every version that holds it.
+//     record) are decoded as a new string per record: the records of the
+//     object share one copy of each. (Not package unique: its canonical
+//     copies are held weakly, so two decodes share a copy only until a
+//     collection, and holding its handles would keep every distinct
+//     failure message of every record ever seen.)
 //   - lastSyncTime is a pointer per record, and a loop gives every record it
 //     writes the same time: records with equal times share one.
 //
@@ -36,8 +36,19 @@ func compactStatus(us *usersv1.UserSync) {
 		rs = exact(rs)
 		us.Status.Results = rs
 	}
-	// The distinct times of the records: a few loops' worth.
+	// The distinct times of the records (a few loops' worth) and strings.
 	times := map[int64]*metav1.Time{}
+	strs := map[string]string{}
+	canonical := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		if c, ok := strs[s]; ok {
+			return c
+		}
+		strs[s] = s
+		return s
+	}
 	for i := range rs {
 		r := &rs[i]
 		r.Provider = canonical(r.Provider)
@@ -69,13 +80,4 @@ func exact[T any](s []T) []T {
 	out := make([]T, len(s))
 	copy(out, s)
 	return out
-}
-
-// canonical returns the process's one copy of s. Strings no longer held by
-// anything are collected (package unique keeps them weakly).
-func canonical(s string) string {
-	if s == "" {
-		return ""
-	}
-	return unique.Make(s).Value()
 }
