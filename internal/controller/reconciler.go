@@ -17,6 +17,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
@@ -77,6 +78,9 @@ type ProviderReconciler struct {
 	// queue is the controller's work queue (newQueue): the providers
 	// ready for a worker are its Len.
 	queue atomic.Pointer[priorityqueue.PriorityQueue[reconcile.Request]]
+	// statusREST writes UserSync statuses (replaceStatus); SetupWithManager
+	// makes it from the manager's config and HTTP client.
+	statusREST rest.Interface
 
 	clients  clientCache
 	written  writtenVersions

@@ -2,9 +2,13 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -23,6 +27,11 @@ import (
 // engine: both provider kinds (the keys), the UserSyncs naming them, the
 // metadata of their Secrets, and Namespaces (for namespaceSelector).
 func (r *ProviderReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, workers int) error {
+	rc, err := newStatusREST(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return err
+	}
+	r.statusREST = rc
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &usersv1.UserSync{}, indexSyncProvider, indexSyncProviders); err != nil {
 		return err
@@ -48,6 +57,22 @@ func (r *ProviderReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.mapNamespaceToProviders),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Complete(r)
+}
+
+// newStatusREST makes the REST client that replaceStatus writes UserSync
+// statuses through: client-go's metadata client configuration (its
+// serializer decodes the PartialObjectMetadata answers and the API
+// server's error Status alike) on the UserSync's group version, sharing
+// the manager's HTTP client (its connections and credentials).
+func newStatusREST(cfg *rest.Config, hc *http.Client) (rest.Interface, error) {
+	mc := metadata.ConfigFor(cfg)
+	gv := usersv1.GroupVersion
+	mc.GroupVersion, mc.APIPath = &gv, "/apis"
+	rc, err := rest.RESTClientForConfigAndClient(mc, hc)
+	if err != nil {
+		return nil, fmt.Errorf("the UserSync status client: %w", err)
+	}
+	return rc, nil
 }
 
 // newQueue makes controller-runtime's default queue (its priority queue)

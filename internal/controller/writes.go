@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -364,30 +363,65 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 
 // replaceStatus replaces the status of the UserSync as it was at cur's
 // resourceVersion (a Conflict if it changed since) and returns the new
-// resourceVersion. It sends a JSON patch of the whole status, marshalled
-// once (a merge patch would marshal the object twice to diff it, and a
-// status update would send the spec too), and reads back only the metadata.
+// resourceVersion. It PUTs the status subresource with an object of the
+// name, namespace, resourceVersion and status alone, and reads back only
+// the metadata.
+//
+// Why a PUT of a bare object: the API server ignores everything but the
+// status in a PUT of /status (it copies the rest from the stored object,
+// as the CRD documentation says: "PUT requests to the /status subresource
+// take a custom resource object and ignore changes to anything except the
+// status stanza"), so the spec need not be sent; and a PUT spares the API
+// server what any patch costs it, which grows with the whole object, not
+// with the patch: encoding the stored object, applying the patch to it
+// and decoding the result. A 500-user UserSync is about 230 KB, of which
+// its status is a third; a PUT of the status costs the API server about
+// a fifth less CPU than the JSON patch it replaced (docs/benchmarks.md,
+// issue 19), and the operator marshals the status once, as before.
 func (r *ProviderReconciler) replaceStatus(ctx context.Context, cur *usersv1.UserSync, st *usersv1.UserSyncStatus) (string, error) {
-	body, err := json.Marshal([]jsonPatchOp{
-		{Op: "add", Path: "/metadata/resourceVersion", Value: cur.ResourceVersion},
-		{Op: "add", Path: "/status", Value: st},
+	body, err := json.Marshal(statusObject{
+		APIVersion: usersv1.GroupVersion.String(), Kind: "UserSync",
+		Metadata: statusObjectMeta{Name: cur.Name, Namespace: cur.Namespace, ResourceVersion: cur.ResourceVersion},
+		Status:   st,
 	})
 	if err != nil {
 		return "", err
 	}
-	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: cur.Namespace, Name: cur.Name}}
-	m.SetGroupVersionKind(usersv1.GroupVersion.WithKind("UserSync"))
-	if err := r.Status().Patch(ctx, m, client.RawPatch(types.JSONPatchType, body)); err != nil {
+	if r.statusREST == nil {
+		return "", errors.New("the UserSync status client is not set up (SetupWithManager)")
+	}
+	got, err := r.statusREST.Put().Namespace(cur.Namespace).Resource("usersyncs").Name(cur.Name).SubResource("status").
+		SetHeader("Content-Type", "application/json").
+		SetHeader("Accept", metadataOnly).
+		Body(body).Do(ctx).Get()
+	if err != nil {
 		return "", err
+	}
+	m, ok := got.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return "", fmt.Errorf("the API server answered a UserSync status write with a %T, not its metadata", got)
 	}
 	return m.ResourceVersion, nil
 }
 
-// jsonPatchOp is one RFC 6902 operation.
-type jsonPatchOp struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value"`
+// metadataOnly asks the API server to answer with the object's metadata
+// alone, as client-go's metadata client does.
+const metadataOnly = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1," +
+	"application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+// statusObject is the body of a status PUT: the identity, the
+// resourceVersion it replaces (optimistic locking) and the status.
+type statusObject struct {
+	APIVersion string                  `json:"apiVersion"`
+	Kind       string                  `json:"kind"`
+	Metadata   statusObjectMeta        `json:"metadata"`
+	Status     *usersv1.UserSyncStatus `json:"status"`
+}
+
+type statusObjectMeta struct {
+	Name            string `json:"name"`
+	Namespace       string `json:"namespace"`
+	ResourceVersion string `json:"resourceVersion"`
 }
 
 // providerUnchanged reports whether the UserSync's status already holds
