@@ -304,7 +304,11 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 		if !creating && res.ready == p.syncs {
 			// The table has no observedGeneration: confirm on the full
 			// objects. Unchanged resourceVersions mean they were Ready when
-			// the table was read.
+			// the table was read (the poll's table carries none: read them
+			// at once).
+			if rows, err = tables.versions(ctx, ns.Name); err != nil {
+				return nil, err
+			}
 			rvs, err := verifyReady(ctx, c, ns.Name, p.syncs)
 			if err != nil {
 				b.progress("not yet: %v", err)
@@ -505,7 +509,7 @@ func (b *bench) steadyState(ctx context.Context, op *operator, em *hsemu.Emulato
 	if err := b.waitIdle(ctx, op); err != nil {
 		return nil, err
 	}
-	rows0, err := tables.list(ctx, ns)
+	rows0, err := tables.versions(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -586,7 +590,7 @@ func (b *bench) steadyState(ctx context.Context, op *operator, em *hsemu.Emulato
 	if err != nil {
 		return nil, err
 	}
-	rows1, err := tables.list(ctx, ns)
+	rows1, err := tables.versions(ctx, ns)
 	if err != nil {
 		return nil, err
 	}

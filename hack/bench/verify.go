@@ -160,7 +160,7 @@ func (b *bench) passTimeout(n int) time.Duration {
 // way when the pass is over.
 func (b *bench) measurePass(ctx context.Context, op *operator, em *hsemu.Emulator, tables *tableReader, ns, name string, start func() error, p *passResult) error {
 	c := b.cp.client
-	rows0, err := tables.list(ctx, ns)
+	rows0, err := tables.versions(ctx, ns)
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func (b *bench) measurePass(ctx context.Context, op *operator, em *hsemu.Emulato
 	if err != nil {
 		return err
 	}
-	rows1, err := tables.list(ctx, ns)
+	rows1, err := tables.versions(ctx, ns)
 	if err != nil {
 		return err
 	}
