@@ -259,9 +259,9 @@ func (cp *controlPlane) scrapeAPIServer(ctx context.Context) (metricsSnapshot, e
 // apiServerWork is what the API server did for the operator's UserSync
 // writes over a span, from its metrics.
 type apiServerWork struct {
-	statusWrites float64 // PATCHes of usersyncs/status
-	otherWrites  float64 // other PATCHes and UPDATEs of usersyncs (finalizers)
-	patchBytes   float64 // bodies of those PATCHes (apiserver_request_body_size_bytes)
+	statusWrites float64 // PUTs and PATCHes of usersyncs/status
+	otherWrites  float64 // other PATCHes and PUTs of usersyncs (finalizers)
+	writeBytes   float64 // bodies of those PUTs and PATCHes (apiserver_request_body_size_bytes)
 	watchBytes   float64 // UserSync watch events sent (apiserver_watch_events_sizes): each write sends the whole object to the operator's informer
 	watchEvents  float64
 }
@@ -275,13 +275,20 @@ func apiServerWorkBetween(m0, m1 metricsSnapshot) apiServerWork {
 		}
 		return out
 	}
-	status := with("subresource", "status")
-	status["verb"] = "PATCH"
+	status := func(verb string) map[string]string {
+		out := with("subresource", "status")
+		out["verb"] = verb
+		return out
+	}
 	d := func(f func(metricsSnapshot) float64) float64 { return f(m1) - f(m0) }
 	w := apiServerWork{
-		statusWrites: d(func(m metricsSnapshot) float64 { return m.sum("apiserver_request_total", status) }),
-		patchBytes: d(func(m metricsSnapshot) float64 {
-			return m.histSum("apiserver_request_body_size_bytes", with("verb", "patch"))
+		// The operator PUTs the status since 123bc15 (a JSON patch before).
+		statusWrites: d(func(m metricsSnapshot) float64 {
+			return m.sum("apiserver_request_total", status("PUT")) + m.sum("apiserver_request_total", status("PATCH"))
+		}),
+		writeBytes: d(func(m metricsSnapshot) float64 {
+			return m.histSum("apiserver_request_body_size_bytes", with("verb", "patch")) +
+				m.histSum("apiserver_request_body_size_bytes", with("verb", "update"))
 		}),
 		watchBytes:  d(func(m metricsSnapshot) float64 { return m.histSum("apiserver_watch_events_sizes", us) }),
 		watchEvents: d(func(m metricsSnapshot) float64 { return m.sum("apiserver_watch_events_sizes", us) }),

@@ -231,7 +231,7 @@ func hasSteady(sr *scenarioRun) bool {
 
 // renderAPIServer is the table of what the convergence cost the API server.
 func renderAPIServer(w func(string, ...any), sr *scenarioRun) {
-	w("What the operator's UserSync writes cost the API server over the same span, from kube-apiserver's own metrics: status writes (PATCH of `usersyncs/status`, `apiserver_request_total`) " +
+	w("What the operator's UserSync writes cost the API server over the same span, from kube-apiserver's own metrics: status writes (PUT, before 123bc15 PATCH, of `usersyncs/status`, `apiserver_request_total`) " +
 		"and other writes of UserSyncs (finalizers); loop yields: loops that stopped sending to let the rate limit refill without holding a worker (`usersync_sync_loop_yields_total`; each may split one UserSync's users between two loops, and so its status between two writes); the bytes of their request bodies (`apiserver_request_body_size_bytes`); the bytes of the UserSync watch events the API server sent (`apiserver_watch_events_sizes`: " +
 		"each write sends the whole object to the operator's informer, and the creates of the point's UserSyncs are among them when they fall in the span); " +
 		"control-plane CPU (kube-apiserver and etcd) per 1,000 users.\n\n")
@@ -241,7 +241,7 @@ func renderAPIServer(w func(string, ...any), sr *scenarioRun) {
 		n, a := float64(r.point.total()), r.api
 		w("| %s | %s | %.0f | %.2f | %.0f | %.0f | %s | %.0f B | %.0f | %s | %.0f B | %.0f ms |\n",
 			pointLabel(r.point), thousands(r.point.total()), a.statusWrites, a.statusWrites/float64(r.point.syncs), r.yields, a.otherWrites,
-			bytesIEC(a.patchBytes), a.patchBytes/n, a.watchEvents, bytesIEC(a.watchBytes), a.watchBytes/n, 1000*r.cpuControl/(n/1000))
+			bytesIEC(a.writeBytes), a.writeBytes/n, a.watchEvents, bytesIEC(a.watchBytes), a.watchBytes/n, 1000*r.cpuControl/(n/1000))
 	}
 	w("\n")
 }
