@@ -41,7 +41,11 @@ type providerRun struct {
 	calls vendorCalls
 	users int
 	ready time.Duration // from the Secrets to its last UserSync Ready
-	bound time.Duration
+	// lastWrite is from the Secrets to the answer of its last write call:
+	// what the rate limit decides, before the status writes that follow.
+	lastWrite time.Duration
+	writes    writeTimes
+	bound     time.Duration
 }
 
 // providersResult is what the scenario measured.
@@ -107,7 +111,7 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		pr.srv = &http.Server{Handler: pr.em, ReadHeaderTimeout: 10 * time.Second}
+		pr.srv = &http.Server{Handler: pr.writes.wrap(pr.em), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = pr.srv.Serve(ln) }()
 		defer func() { _ = pr.srv.Close() }()
 		if err := c.Create(ctx, &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: pr.name},
@@ -141,6 +145,7 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 
 	for _, pr := range res.providers {
 		pr.em.ResetCounters()
+		pr.writes.reset()
 	}
 	m0, err := op.scrape(ctx)
 	if err != nil {
@@ -231,6 +236,9 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 		pr.calls = countCalls(pr.em)
 		pr.users = len(pr.em.Users())
 		pr.bound = callsBound(b.scenario, pr.calls.rateLimited)
+		if first, span := pr.writes.span(); !first.IsZero() {
+			pr.lastWrite = first.Add(span).Sub(start)
+		}
 	}
 	b.progress("converged=%t in %s, slowest provider's bound %s, peak RSS %s, operator CPU %.2fs (control plane %.2fs)",
 		res.converged, res.took.Round(10*time.Millisecond), res.slowest(), mib(res.peakRSS), res.cpu, res.control)
@@ -260,15 +268,18 @@ func renderProviders(cfg *config, sr *scenarioRun, r *providersResult) string {
 		"A backlog: the UserSyncs are applied while every provider's Secret is missing, then the %d Secrets are created at once; "+
 		"the clock runs from then to every UserSync Ready (`status.observedGeneration == metadata.generation`).\n\n",
 		commandLine(cfg, sr), n, sr.rateLimit, sr.rateWindow, cfg.latency, r.point.syncs, r.point.users, r.workers, cfg.memoryLimit, n)
-	w("| Provider | N | Rate-limited calls | Vendor write calls | ⌈N/100⌉ | Users at vendor | 429 answers | Its own bound | Its UserSyncs Ready after |\n")
-	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	w("| Provider | N | Rate-limited calls | Vendor write calls | ⌈N/100⌉ | Users at vendor | 429 answers | Its own bound | Its last write call answered after | Its UserSyncs Ready after |\n")
+	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, p := range r.providers {
-		after := "–"
+		after, last := "–", "–"
 		if p.ready > 0 {
 			after = secs(p.ready)
 		}
-		w("| %s | %s | %d | %d | %d | %s | %d | %s | %s |\n", p.name, thousands(r.point.total()), p.calls.rateLimited, p.calls.writes(),
-			ceilDiv(r.point.total(), 100), thousands(p.users), p.calls.throttled, secs(p.bound), after)
+		if p.lastWrite > 0 {
+			last = secs(p.lastWrite)
+		}
+		w("| %s | %s | %d | %d | %d | %s | %d | %s | %s | %s |\n", p.name, thousands(r.point.total()), p.calls.rateLimited, p.calls.writes(),
+			ceilDiv(r.point.total(), 100), thousands(p.users), p.calls.throttled, secs(p.bound), last, after)
 	}
 	took := secs(r.took)
 	if !r.converged {
@@ -279,6 +290,11 @@ func renderProviders(cfg *config, sr *scenarioRun, r *providersResult) string {
 	w("| %d × %s | %s | %s | %+.1f%% | %.2f s (GC %.2f s) | %.2f s | %s | %.0f | %.0f |\n\n", n, thousands(r.point.total()), took, secs(r.slowest()),
 		100*(r.took.Seconds()/r.slowest().Seconds()-1), r.cpu, r.gc, r.control, mib(r.peakRSS), r.requests, r.api.statusWrites)
 	w("Bound: (⌈calls / limit⌉ − 1) × window for the provider's own rate-limited calls (all but search), as the emulator counts them. Peak RSS: the operator's VmHWM over the whole run.\n\n")
+	// What the machine allows: the CPU the control plane and the operator
+	// used, spread over every core without a gap, is a floor the total
+	// cannot beat whatever the rate limits allow.
+	w("The machine's floor: (control-plane CPU + operator CPU) / %d cores = %s: the total cannot be shorter on this machine, whatever the rate limits allow.\n\n",
+		sr.env.cores, secs(time.Duration((r.control+r.cpu)/float64(sr.env.cores)*float64(time.Second))))
 	writesOK := true
 	for _, p := range r.providers {
 		writesOK = writesOK && p.calls.writes() <= ceilDiv(r.point.total(), 100) && p.users == r.point.total() && p.calls.throttled == 0
