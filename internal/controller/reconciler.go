@@ -246,7 +246,7 @@ type syncView struct {
 }
 
 // +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/status,verbs=get;update
 // +kubebuilder:rbac:groups=users.usersync.io,resources=usersyncs/finalizers,verbs=update
 // +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders;clusteruserproviders,verbs=get;list;watch
 // +kubebuilder:rbac:groups=users.usersync.io,resources=userproviders/status;clusteruserproviders/status,verbs=get;update;patch

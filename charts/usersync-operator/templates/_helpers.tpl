@@ -100,7 +100,7 @@ generated ClusterRole and grant nothing beyond it.
   verbs: ["get", "list", "watch", "update", "patch"]
 - apiGroups: ["users.usersync.io"]
   resources: ["usersyncs/status"]
-  verbs: ["get", "update", "patch"]
+  verbs: ["get", "update"]
 - apiGroups: ["users.usersync.io"]
   resources: ["usersyncs/finalizers"]
   verbs: ["update"]
