@@ -383,9 +383,9 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 // so validating webhooks see it whole).
 func (r *ProviderReconciler) replaceStatus(ctx context.Context, cur *usersv1.UserSync, st *usersv1.UserSyncStatus) (string, error) {
 	body, err := json.Marshal(statusObject{
-		APIVersion: usersv1.GroupVersion.String(), Kind: "UserSync",
-		Metadata: statusObjectMeta{Name: cur.Name, Namespace: cur.Namespace, ResourceVersion: cur.ResourceVersion},
-		Status:   st,
+		TypeMeta:   metav1.TypeMeta{APIVersion: usersv1.GroupVersion.String(), Kind: "UserSync"},
+		ObjectMeta: metav1.ObjectMeta{Name: cur.Name, Namespace: cur.Namespace, ResourceVersion: cur.ResourceVersion},
+		Status:     st,
 	})
 	if err != nil {
 		return "", err
@@ -415,16 +415,9 @@ const metadataOnly = "application/vnd.kubernetes.protobuf;as=PartialObjectMetada
 // statusObject is the body of a status PUT: the identity, the
 // resourceVersion it replaces (optimistic locking) and the status.
 type statusObject struct {
-	APIVersion string                  `json:"apiVersion"`
-	Kind       string                  `json:"kind"`
-	Metadata   statusObjectMeta        `json:"metadata"`
-	Status     *usersv1.UserSyncStatus `json:"status"`
-}
-
-type statusObjectMeta struct {
-	Name            string `json:"name"`
-	Namespace       string `json:"namespace"`
-	ResourceVersion string `json:"resourceVersion"`
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Status            *usersv1.UserSyncStatus `json:"status"`
 }
 
 // providerUnchanged reports whether the UserSync's status already holds
