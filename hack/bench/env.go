@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -268,34 +269,29 @@ type apiServerWork struct {
 
 func apiServerWorkBetween(m0, m1 metricsSnapshot) apiServerWork {
 	us := map[string]string{"group": usersv1.GroupVersion.Group, "resource": "usersyncs"}
-	with := func(k, v string) map[string]string {
-		out := map[string]string{k: v}
-		for a, b := range us {
-			out[a] = b
+	with := func(kv ...string) map[string]string {
+		out := maps.Clone(us)
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
 		}
 		return out
 	}
-	status := func(verb string) map[string]string {
-		out := with("subresource", "status")
-		out["verb"] = verb
-		return out
+	// Writes are PUTs (update) and PATCHes: the operator PUTs the status
+	// since 123bc15, a JSON patch before.
+	writes := func(m metricsSnapshot, kv ...string) float64 {
+		return m.sum("apiserver_request_total", with(append(kv, "verb", "PUT")...)) +
+			m.sum("apiserver_request_total", with(append(kv, "verb", "PATCH")...))
 	}
 	d := func(f func(metricsSnapshot) float64) float64 { return f(m1) - f(m0) }
 	w := apiServerWork{
-		// The operator PUTs the status since 123bc15 (a JSON patch before).
-		statusWrites: d(func(m metricsSnapshot) float64 {
-			return m.sum("apiserver_request_total", status("PUT")) + m.sum("apiserver_request_total", status("PATCH"))
-		}),
+		statusWrites: d(func(m metricsSnapshot) float64 { return writes(m, "subresource", "status") }),
 		writeBytes: d(func(m metricsSnapshot) float64 {
-			return m.histSum("apiserver_request_body_size_bytes", with("verb", "patch")) +
-				m.histSum("apiserver_request_body_size_bytes", with("verb", "update"))
+			return m.histSum("apiserver_request_body_size_bytes", with("verb", "update")) +
+				m.histSum("apiserver_request_body_size_bytes", with("verb", "patch"))
 		}),
 		watchBytes:  d(func(m metricsSnapshot) float64 { return m.histSum("apiserver_watch_events_sizes", us) }),
 		watchEvents: d(func(m metricsSnapshot) float64 { return m.sum("apiserver_watch_events_sizes", us) }),
 	}
-	all := d(func(m metricsSnapshot) float64 {
-		return m.sum("apiserver_request_total", with("verb", "PATCH")) + m.sum("apiserver_request_total", with("verb", "PUT"))
-	})
-	w.otherWrites = all - w.statusWrites
+	w.otherWrites = d(func(m metricsSnapshot) float64 { return writes(m) }) - w.statusWrites
 	return w
 }

@@ -218,6 +218,21 @@ type scenarioRun struct {
 	finished time.Time
 }
 
+// begin starts the scenario's clock on the machine env describes.
+func (sr *scenarioRun) begin(env envInfo) {
+	sr.env, sr.started = env, time.Now()
+	sr.env.date, sr.env.loadAvg = sr.started.UTC(), loadAvg()
+}
+
+// singlePoint is the point of a scenario of one (scim, providers): def,
+// unless -points, -syncs or -users name another (the first).
+func singlePoint(cfg *config, def string) ([]point, error) {
+	if cfg.explicit["points"] || cfg.explicit["syncs"] || cfg.explicit["users"] {
+		return cfg.points[:1], nil
+	}
+	return parsePoints(def)
+}
+
 func run(ctx context.Context, cfg *config) error {
 	var runs []*scenarioRun
 	if cfg.scenario == scenarioPoints || cfg.scenario == scenarioAll {
@@ -275,9 +290,7 @@ func run(ctx context.Context, cfg *config) error {
 	}
 
 	for _, sr := range runs {
-		sr.started = time.Now()
-		sr.env = built
-		sr.env.date, sr.env.loadAvg = time.Now().UTC(), loadAvg()
+		sr.begin(built)
 		for _, p := range sr.points {
 			if ctx.Err() != nil {
 				return ctx.Err()

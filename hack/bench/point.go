@@ -655,10 +655,13 @@ func (w *writeTimes) span() (time.Time, time.Duration) {
 	return w.first, w.last.Sub(w.first)
 }
 
+// writeEndpoints are the HubSpot endpoints that write users.
+var writeEndpoints = []string{hsemu.EndpointCreate, hsemu.EndpointUpdate, hsemu.EndpointUpsert, hsemu.EndpointArchive}
+
 func (w *writeTimes) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		write := false
-		for _, ep := range []string{hsemu.EndpointCreate, hsemu.EndpointUpdate, hsemu.EndpointUpsert, hsemu.EndpointArchive} {
+		for _, ep := range writeEndpoints {
 			write = write || (r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/"+ep))
 		}
 		if write {

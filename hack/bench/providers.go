@@ -3,8 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,14 +36,13 @@ const (
 type providerRun struct {
 	name  string
 	em    *hsemu.Emulator
-	srv   *http.Server
 	calls vendorCalls
 	users int
 	ready time.Duration // from the Secrets to its last UserSync Ready
-	// lastWrite is from the Secrets to the answer of its last write call:
-	// what the rate limit decides, before the status writes that follow.
+	// lastWrite is from the Secrets to its last write call (the
+	// emulator's call log): what the rate limit decides, before the
+	// status writes that follow.
 	lastWrite time.Duration
-	writes    writeTimes
 	bound     time.Duration
 }
 
@@ -74,16 +72,13 @@ func (r *providersResult) slowest() time.Duration {
 
 // runProviders runs the providers scenario and returns its markdown.
 func runProviders(ctx context.Context, cfg *config, cp *controlPlane, binary, work string, env envInfo) (string, error) {
-	pts, err := parsePoints(providersPoint)
+	pts, err := singlePoint(cfg, providersPoint)
 	if err != nil {
 		return "", err
 	}
-	if cfg.explicit["points"] || cfg.explicit["syncs"] || cfg.explicit["users"] {
-		pts = cfg.points[:1]
-	}
 	sr := limitedScenario(cfg, scenarioProviders)
-	sr.points, sr.env, sr.started = pts, env, time.Now()
-	sr.env.date, sr.env.loadAvg = time.Now().UTC(), loadAvg()
+	sr.points = pts
+	sr.begin(env)
 	b := &bench{cfg: cfg, cp: cp, binary: binary, work: work, scenario: sr, point: pts[0]}
 	res, err := b.runProviders(ctx)
 	if err != nil {
@@ -107,15 +102,12 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 		tok := fmt.Sprintf(providersTokenTemplate, i)
 		pr.em = hsemu.New(hsemu.Options{Tokens: map[string][]string{tok: hubspot.DefaultScopes}, Latency: cfg.latency,
 			RateLimit: b.scenario.rateLimit, RateWindow: b.scenario.rateWindow})
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if err := pr.em.StartOn("127.0.0.1:0"); err != nil {
 			return nil, err
 		}
-		pr.srv = &http.Server{Handler: pr.writes.wrap(pr.em), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = pr.srv.Serve(ln) }()
-		defer func() { _ = pr.srv.Close() }()
+		defer pr.em.Close()
 		if err := c.Create(ctx, &usersv1.UserProvider{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: pr.name},
-			Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: "http://" + ln.Addr().String(), AllowInsecureHTTP: true,
+			Spec: usersv1.ProviderSpec{Type: usersv1.ProviderHubSpot, Endpoint: pr.em.URL(), AllowInsecureHTTP: true,
 				CredentialsRef: usersv1.SecretKeyReference{Name: pr.name, Key: "token"},
 				RateLimit:      &usersv1.RateLimit{Requests: int32(b.scenario.rateLimit), Period: metav1.Duration{Duration: b.scenario.rateWindow}},
 				DriftDetection: &usersv1.DriftDetection{Interval: &metav1.Duration{}}}}); err != nil {
@@ -145,7 +137,6 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 
 	for _, pr := range res.providers {
 		pr.em.ResetCounters()
-		pr.writes.reset()
 	}
 	m0, err := op.scrape(ctx)
 	if err != nil {
@@ -236,8 +227,10 @@ func (b *bench) runProviders(ctx context.Context) (*providersResult, error) {
 		pr.calls = countCalls(pr.em)
 		pr.users = len(pr.em.Users())
 		pr.bound = callsBound(b.scenario, pr.calls.rateLimited)
-		if first, span := pr.writes.span(); !first.IsZero() {
-			pr.lastWrite = first.Add(span).Sub(start)
+		for _, call := range pr.em.Log() {
+			if slices.Contains(writeEndpoints, call.Endpoint) {
+				pr.lastWrite = max(pr.lastWrite, call.At.Sub(start))
+			}
 		}
 	}
 	b.progress("converged=%t in %s, slowest provider's bound %s, peak RSS %s, operator CPU %.2fs (control plane %.2fs)",
@@ -268,7 +261,7 @@ func renderProviders(cfg *config, sr *scenarioRun, r *providersResult) string {
 		"A backlog: the UserSyncs are applied while every provider's Secret is missing, then the %d Secrets are created at once; "+
 		"the clock runs from then to every UserSync Ready (`status.observedGeneration == metadata.generation`).\n\n",
 		commandLine(cfg, sr), n, sr.rateLimit, sr.rateWindow, cfg.latency, r.point.syncs, r.point.users, r.workers, cfg.memoryLimit, n)
-	w("| Provider | N | Rate-limited calls | Vendor write calls | ⌈N/100⌉ | Users at vendor | 429 answers | Its own bound | Its last write call answered after | Its UserSyncs Ready after |\n")
+	w("| Provider | N | Rate-limited calls | Vendor write calls | ⌈N/100⌉ | Users at vendor | 429 answers | Its own bound | Its last write call after | Its UserSyncs Ready after |\n")
 	w("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, p := range r.providers {
 		after, last := "–", "–"

@@ -57,15 +57,12 @@ type scimResult struct {
 
 // runSCIM runs the scim scenario and returns its markdown.
 func runSCIM(ctx context.Context, cfg *config, cp *controlPlane, binary, work string, env envInfo) (string, error) {
-	pts, err := parsePoints(scimPoint)
+	pts, err := singlePoint(cfg, scimPoint)
 	if err != nil {
 		return "", err
 	}
-	if cfg.explicit["points"] || cfg.explicit["syncs"] || cfg.explicit["users"] {
-		pts = cfg.points[:1]
-	}
-	sr := &scenarioRun{name: scenarioSCIM, points: pts, env: env, started: time.Now()}
-	sr.env.date, sr.env.loadAvg = time.Now().UTC(), loadAvg()
+	sr := &scenarioRun{name: scenarioSCIM, points: pts}
+	sr.begin(env)
 	var results []*scimResult
 	for _, bulk := range []bool{true, false} {
 		b := &bench{cfg: cfg, cp: cp, binary: binary, work: work, scenario: sr, point: pts[0]}
