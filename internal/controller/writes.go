@@ -383,9 +383,9 @@ func (r *ProviderReconciler) patchSyncStatus(ctx context.Context, us *usersv1.Us
 // so validating webhooks see it whole).
 func (r *ProviderReconciler) replaceStatus(ctx context.Context, cur *usersv1.UserSync, st *usersv1.UserSyncStatus) (string, error) {
 	body, err := json.Marshal(statusObject{
-		TypeMeta:   metav1.TypeMeta{APIVersion: usersv1.GroupVersion.String(), Kind: "UserSync"},
-		ObjectMeta: metav1.ObjectMeta{Name: cur.Name, Namespace: cur.Namespace, ResourceVersion: cur.ResourceVersion},
-		Status:     st,
+		TypeMeta: metav1.TypeMeta{APIVersion: usersv1.GroupVersion.String(), Kind: "UserSync"},
+		Metadata: metav1.ObjectMeta{Name: cur.Name, Namespace: cur.Namespace, ResourceVersion: cur.ResourceVersion},
+		Status:   st,
 	})
 	if err != nil {
 		return "", err
@@ -413,11 +413,13 @@ const metadataOnly = "application/vnd.kubernetes.protobuf;as=PartialObjectMetada
 	"application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 // statusObject is the body of a status PUT: the identity, the
-// resourceVersion it replaces (optimistic locking) and the status.
+// resourceVersion it replaces (optimistic locking) and the status. Its
+// metadata is a named field: embedded beside TypeMeta, controller-gen
+// would take the type for an API kind and make a CRD of it.
 type statusObject struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Status            *usersv1.UserSyncStatus `json:"status"`
+	metav1.TypeMeta `json:",inline"`
+	Metadata        metav1.ObjectMeta       `json:"metadata"`
+	Status          *usersv1.UserSyncStatus `json:"status"`
 }
 
 // providerUnchanged reports whether the UserSync's status already holds
